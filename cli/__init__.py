@@ -1,0 +1,1 @@
+"""The ``lineage`` command: a thin typer layer over :mod:`runtime.service`."""

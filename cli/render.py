@@ -1,0 +1,99 @@
+"""Human (rich) and machine (JSON) renderings of traces, alerts and reports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import TypeAdapter
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from lineage.alerts import Alert
+from lineage.report import ViolationReport
+from lineage.trace import Trace, TraceNode
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(TypeAdapter(type(value)).dump_python(value, mode="json"), indent=2)
+
+
+def alerts_json(alerts: list[Alert]) -> str:
+    return json.dumps([a.model_dump(mode="json") for a in alerts], indent=2)
+
+
+def _when(node: TraceNode) -> str:
+    return node.since.strftime("%Y-%m-%d %H:%M")
+
+
+def _branch(tree: Tree, node: TraceNode) -> None:
+    for use in node.uses:
+        style = "bold red" if use.violates else "green"
+        flag = f"  VIOLATES {', '.join(use.violates)}" if use.violates else ""
+        tree.add(
+            f"[{style}]used by {use.job} for {use.purpose}[/] "
+            f"({use.at:%Y-%m-%d}, event {use.event_id}){flag}"
+        )
+    for child in node.children:
+        sub = tree.add(
+            f"[cyan]{child.dataset}[/] via [magenta]{child.job}[/] "
+            f"since {_when(child)} (event {child.event_id})"
+        )
+        _branch(sub, child)
+
+
+def print_trace(console: Console, trace: Trace) -> None:
+    ident = trace.identifier
+    title = f"[bold]{ident.display or ident.ref[:16]}[/] ({ident.category}, ref {ident.ref[:16]}…)"
+    if ident.erased_at is not None:
+        title += " [yellow]erased[/]"
+    root = Tree(title)
+    for origin in trace.origins:
+        mark = "[red]security origin[/]" if origin.tracked else "origin"
+        sub = root.add(
+            f"{mark} [bold]{origin.origin.purpose}[/] collected into "
+            f"[cyan]{origin.root.dataset}[/] at {_when(origin.root)}"
+        )
+        _branch(sub, origin.root)
+    console.print(root)
+    console.print(f"{trace.violations} violating use(s) downstream.")
+
+
+def print_alerts(console: Console, alerts: list[Alert], limit: int | None = None) -> None:
+    shown = alerts if limit is None else alerts[:limit]
+    for alert in shown:
+        console.print(
+            f"[bold red]{alert.rule}[/] {alert.display} ({alert.category}) "
+            f"at {alert.occurred_at:%Y-%m-%d %H:%M} id {alert.alert_id}"
+        )
+        for step in alert.evidence:
+            detail = {
+                "collected": f"collected into {step.dataset} for {step.purpose}",
+                "flowed": f"copied {step.source} -> {step.dataset} by {step.job}",
+                "used": f"used in {step.dataset} by {step.job} for {step.purpose}",
+            }[step.kind]
+            console.print(
+                f"    {step.at:%Y-%m-%d %H:%M}  {detail}  [dim](event {step.event_id})[/]"
+            )
+    if limit is not None and len(alerts) > limit:
+        console.print(f"… and {len(alerts) - limit} more (use --limit or --json)")
+
+
+def print_report(console: Console, report: ViolationReport) -> None:
+    table = Table(title="Purpose-limitation violations", show_header=False)
+    first = report.first_violation.date() if report.first_violation else "-"
+    last = report.last_violation.date() if report.last_violation else "-"
+    rows = [
+        ("alerts", str(report.alerts)),
+        ("affected people (subjects)", str(report.affected_subjects)),
+        ("affected identifiers", str(report.affected_identifiers)),
+        ("by identifier kind", ", ".join(f"{k}: {v}" for k, v in report.by_category.items())),
+        ("violations between", f"{first} and {last}"),
+        ("systems on evidence paths", ", ".join(report.systems)),
+        ("jobs on evidence paths", ", ".join(report.jobs)),
+        ("by year", ", ".join(f"{k}: {v}" for k, v in report.by_year.items())),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)

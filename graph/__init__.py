@@ -1,0 +1,1 @@
+"""Graph stores: the ``GraphStore`` protocol and one module per backend (networkx, Neo4j)."""

@@ -1,0 +1,143 @@
+"""Immutable, versioned lineage events: the only thing the log stores and the graph is built from.
+
+Events carry pseudonymized identifiers only (see :mod:`lineage.inbound` for the raw boundary).
+Every type shares one envelope; ``type`` discriminates, ``schema_version`` lets readers upcast.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from lineage.identifiers import IdentifierRef
+
+SCHEMA_VERSION = 1
+PURPOSE_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NAME_PATTERN = r"^[A-Za-z0-9_.\-/]+$"
+
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+PurposeKey = Annotated[str, Field(min_length=1, max_length=200, pattern=PURPOSE_PATTERN)]
+
+
+class DatasetRef(BaseModel):
+    """A dataset is named by the system holding it and its name there (OpenLineage's namespace)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system: Name
+    name: Name
+
+    @property
+    def key(self) -> str:
+        return f"{self.system}:{self.name}"
+
+
+class EventEnvelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=128)
+    schema_version: Literal[1] = 1
+    event_time: AwareDatetime = Field(description="when it happened in the producing system")
+    observed_time: AwareDatetime = Field(description="when the tracker first received it")
+    producer: Name
+
+
+class IdentifierCollected(EventEnvelope):
+    """An identifier entered a dataset for a purpose: the origin every copy inherits."""
+
+    type: Literal["IdentifierCollected"] = "IdentifierCollected"
+    dataset: DatasetRef
+    purpose: PurposeKey
+    identifier: IdentifierRef
+    subject: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="pseudonymized account of the person"
+    )
+
+    @property
+    def data_category(self) -> str:
+        from lineage.identifiers import DATA_CATEGORIES
+
+        return DATA_CATEGORIES[self.identifier.category]
+
+
+class DataFlowed(EventEnvelope):
+    """A job copied data from one dataset to another: listed identifiers, or the whole dataset."""
+
+    type: Literal["DataFlowed"] = "DataFlowed"
+    source: DatasetRef
+    target: DatasetRef
+    job: Name
+    identifiers: list[IdentifierRef] | None = Field(
+        default=None, description="None means every identifier in the source at event_time"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> DataFlowed:
+        if self.source == self.target:
+            raise ValueError("source and target must differ")
+        if self.identifiers is not None and not self.identifiers:
+            raise ValueError("identifiers, when given, must not be empty (omit it for all)")
+        return self
+
+
+class DataUsed(EventEnvelope):
+    """A job used a dataset (or listed identifiers in it) for a purpose, e.g. ad matching."""
+
+    type: Literal["DataUsed"] = "DataUsed"
+    dataset: DatasetRef
+    job: Name
+    purpose: PurposeKey
+    identifiers: list[IdentifierRef] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataUsed:
+        if self.identifiers is not None and not self.identifiers:
+            raise ValueError("identifiers, when given, must not be empty (omit it for all)")
+        return self
+
+
+class IdentifierErased(EventEnvelope):
+    """The identifier was erased; copies made after this time are not created."""
+
+    type: Literal["IdentifierErased"] = "IdentifierErased"
+    identifier: IdentifierRef
+    reason: str | None = Field(default=None, max_length=500)
+
+
+Event = Annotated[
+    IdentifierCollected | DataFlowed | DataUsed | IdentifierErased,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(data: dict[str, Any] | str | bytes) -> Event:
+    """Validate a canonical event; raises ``pydantic.ValidationError`` with field-level reasons."""
+    if isinstance(data, dict):
+        return EVENT_ADAPTER.validate_python(data)
+    return EVENT_ADAPTER.validate_json(data)
+
+
+def dump_event(event: Event) -> str:
+    return event.model_dump_json(exclude_none=True)
+
+
+def event_json_schema() -> dict[str, Any]:
+    schema = EVENT_ADAPTER.json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "LineageEvent"
+    schema["description"] = f"Lineage tracker event, schema version {SCHEMA_VERSION}"
+    return schema
+
+
+def micros(moment: datetime) -> int:
+    """Event times as integer microseconds since the epoch: exact, sortable, storable anywhere."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)

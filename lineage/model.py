@@ -1,0 +1,126 @@
+"""The lineage graph's records, as the core sees them; stores map these onto nodes and edges.
+
+Times are integer microseconds since the epoch (see :func:`lineage.events.micros`).
+Taint lives on *copies*: one record per (identifier, dataset, origin), so purpose travels with
+the copy and not with the person.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from lineage.identifiers import Category
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Origin:
+    """Where and why an identifier was first collected; every copy downstream inherits it."""
+
+    dataset: str
+    purpose: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.purpose}@{self.dataset}"
+
+    @classmethod
+    def parse(cls, key: str) -> Origin:
+        purpose, _, dataset = key.partition("@")
+        return cls(dataset=dataset, purpose=purpose)
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """Identifier ``identifier`` is present in ``dataset`` since ``since``, carrying ``origin``.
+
+    ``event_id``/``source``/``job`` say how it got here: the evidence chain runs backwards
+    through ``source`` until a copy with no source (the collection).
+    """
+
+    identifier: str
+    dataset: str
+    origin: Origin
+    since: int
+    event_id: str
+    source: str | None = None
+    job: str | None = None
+
+    @property
+    def rank(self) -> tuple[int, str]:
+        """Earlier wins; the event id breaks ties so every processing order agrees."""
+        return (self.since, self.event_id)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Run:
+    at: int
+    event_id: str
+
+
+def first_run_from(runs: tuple[Run, ...], since: int) -> Run | None:
+    """The earliest run at or after ``since`` (runs are sorted)."""
+    index = bisect.bisect_left(runs, Run(since, ""))
+    return runs[index] if index < len(runs) else None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowEdge:
+    """Whole-dataset flow source -> target by a job; each run copies what the source held then."""
+
+    source: str
+    target: str
+    job: str
+    runs: tuple[Run, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UseEdge:
+    """Whole-dataset use by a job for a purpose, one run per event."""
+
+    dataset: str
+    job: str
+    purpose: str
+    runs: tuple[Run, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedFlow:
+    """A flow that carried one listed identifier."""
+
+    identifier: str
+    source: str
+    target: str
+    job: str
+    at: int
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpecificUse:
+    """A use of one listed identifier (e.g. one audience match hit)."""
+
+    identifier: str
+    dataset: str
+    job: str
+    purpose: str
+    at: int
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierNode:
+    ref: str
+    category: Category
+    display: str | None
+    subjects: frozenset[str] = field(default_factory=frozenset)
+    erased_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    identifier: str
+    dataset: str
+    purpose: str
+    at: int
+    event_id: str

@@ -1,0 +1,34 @@
+"""The one place events become graph state and alerts; every adapter (CLI, faust) calls this."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lineage.alerts import Alert
+from lineage.events import DataUsed, Event, IdentifierCollected
+from lineage.policy import Policy
+from lineage.ports import LineageStore
+from lineage.projection import Mutation, project
+from lineage.propagation import PropagationPass
+
+
+class Tracker:
+    def __init__(self, store: LineageStore, policy: Policy) -> None:
+        self.store = store
+        self.policy = policy
+
+    def check(self, event: Event) -> None:
+        """Semantic validation the schema cannot do: purposes must exist in the taxonomy."""
+        if isinstance(event, IdentifierCollected | DataUsed):
+            self.policy.taxonomy.require(event.purpose)
+
+    def apply(self, events: Sequence[Event]) -> list[Alert]:
+        """Project, propagate and return only alerts never raised before (idempotent)."""
+        for event in events:
+            self.check(event)
+        mutations: list[Mutation] = [m for event in events for m in project(event)]
+        changes = self.store.apply(mutations)
+        if not changes:
+            return []
+        candidates = PropagationPass(self.store, self.policy).run(changes)
+        return self.store.add_alerts(candidates) if candidates else []

@@ -1,0 +1,1 @@
+"""Wiring: settings, adapter selection and the application services the CLI and workers call."""

@@ -1,0 +1,35 @@
+"""Embedded mode keeps the networkx graph as a checkpoint plus the log position it reflects;
+on open, events after that position are re-applied (idempotently), so a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+from graph.networkx_store import NetworkxStore
+
+FORMAT = 1
+
+
+def load(path: Path) -> tuple[NetworkxStore, int]:
+    if not path.exists():
+        return NetworkxStore(), 0
+    with path.open("rb") as handle:
+        data = pickle.load(handle)
+    if data.get("format") != FORMAT:
+        return NetworkxStore(), 0
+    return data["store"], int(data["seq"])
+
+
+def save(path: Path, store: NetworkxStore, seq: int) -> None:
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        pickle.dump(
+            {"format": FORMAT, "store": store, "seq": seq}, handle, protocol=pickle.HIGHEST_PROTOCOL
+        )
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
