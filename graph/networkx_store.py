@@ -1,14 +1,20 @@
-"""Embedded ``GraphStore`` on a networkx MultiDiGraph, with side indexes for the hot reads.
+"""Embedded ``GraphStore``: the lineage structure in a networkx MultiDiGraph, per-identifier
+facts in compact side tables.
 
 Nodes are ``(label, key)`` tuples; edges are keyed ``(type, discriminator)`` so a merge is a
-dictionary lookup. The whole object pickles, which is how embedded mode checkpoints it.
+dictionary lookup. The graph holds identifiers, subjects, datasets, jobs, purposes and the
+edges between them that people query (BELONGS_TO, COLLECTED_INTO, FLOWS_TO, USED_FOR, RUNS).
+The high-volume per-identifier records (COPY_IN taint, CARRIED_TO, USED_IN, alerts) live in
+plain dicts of small lists keyed by identifier: a networkx edge costs ~1 KB, and embedded mode
+must hold a million identifiers on one machine. The whole object pickles (the checkpoint).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from itertools import islice
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import networkx as nx
@@ -69,10 +75,10 @@ class NetworkxStore:
     def clear(self) -> None:
         self.graph: nx.MultiDiGraph[Node] = nx.MultiDiGraph()
         self._since: defaultdict[str, SortedList] = defaultdict(SortedList)
-        self._copies: dict[tuple[str, str], dict[str, Copy]] = {}
-        self._carried: defaultdict[tuple[str, str], list[CarriedFlow]] = defaultdict(list)
-        self._specific: defaultdict[tuple[str, str], list[SpecificUse]] = defaultdict(list)
-        self._alerts: dict[str, Alert] = {}
+        self._copies: dict[str, list[Copy]] = {}
+        self._carried: dict[str, list[CarriedFlow]] = {}
+        self._specific: dict[str, list[SpecificUse]] = {}
+        self._alerts: dict[str, bytes] = {}
         self._unpublished: dict[str, None] = {}
 
     def close(self) -> None:
@@ -94,9 +100,17 @@ class NetworkxStore:
                 node = _ident(m.ref)
                 changed = node not in g
                 if changed:
-                    g.add_node(node, category=m.category, display=m.display, erased_at=None)
-                if m.subject is not None and not g.has_edge(node, ("Subject", m.subject)):
+                    g.add_node(
+                        node,
+                        category=m.category,
+                        display=m.display,
+                        erased_at=None,
+                        subjects=frozenset(),
+                    )
+                attrs = g.nodes[node]
+                if m.subject is not None and m.subject not in attrs["subjects"]:
                     g.add_edge(node, ("Subject", m.subject), key=("BELONGS_TO", ""))
+                    attrs["subjects"] = attrs["subjects"] | {m.subject}
                     changed = True
                 return Change(m) if changed else None
             case PutDataset():
@@ -137,18 +151,16 @@ class NetworkxStore:
                     m.run,
                 )
             case AddCarriedFlow(flow=f):
-                key = ("CARRIED_TO", f"{f.event_id}|{f.source}")
-                if g.has_edge(_ident(f.identifier), _dataset(f.target), key):
+                carried = self._carried.setdefault(f.identifier, [])
+                if f in carried:
                     return None
-                g.add_edge(_ident(f.identifier), _dataset(f.target), key, flow=f)
-                self._carried[(f.identifier, f.source)].append(f)
+                carried.append(f)
                 return Change(m)
             case AddSpecificUse(use=u):
-                key = ("USED_IN", f"{u.event_id}|{u.dataset}|{u.job}")
-                if g.has_edge(_ident(u.identifier), ("Purpose", u.purpose), key):
+                specific = self._specific.setdefault(u.identifier, [])
+                if u in specific:
                     return None
-                g.add_edge(_ident(u.identifier), ("Purpose", u.purpose), key, use=u)
-                self._specific[(u.identifier, u.dataset)].append(u)
+                specific.append(u)
                 return Change(m)
             case MarkErased():
                 attrs = g.nodes[_ident(m.identifier)]
@@ -172,26 +184,24 @@ class NetworkxStore:
 
     def put_copies(self, copies: Sequence[Copy]) -> None:
         for copy in copies:
-            by_origin = self._copies.setdefault((copy.identifier, copy.dataset), {})
-            old = by_origin.get(copy.origin.key)
+            held = self._copies.setdefault(copy.identifier, [])
             index = self._since[copy.dataset]
-            if old is not None:
-                index.remove((old.since, old.identifier, old.origin.key))
-            by_origin[copy.origin.key] = copy
+            for position, old in enumerate(held):
+                if old.dataset == copy.dataset and old.origin == copy.origin:
+                    index.remove((old.since, old.identifier, old.origin.key))
+                    held[position] = copy
+                    break
+            else:
+                held.append(copy)
             index.add((copy.since, copy.identifier, copy.origin.key))
-            self.graph.add_edge(
-                _ident(copy.identifier),
-                _dataset(copy.dataset),
-                ("COPY_IN", copy.origin.key),
-                copy=copy,
-            )
 
     def add_alerts(self, alerts: Sequence[Alert]) -> list[Alert]:
-        fresh = [a for a in alerts if a.alert_id not in self._alerts]
-        for alert in fresh:
-            self._alerts[alert.alert_id] = alert
-            self._unpublished[alert.alert_id] = None
-            self.graph.add_edge(("Alert", alert.alert_id), _ident(alert.identifier), ("ABOUT", ""))
+        fresh: list[Alert] = []
+        for alert in alerts:
+            if alert.alert_id not in self._alerts:
+                self._alerts[alert.alert_id] = alert.model_dump_json().encode()
+                self._unpublished[alert.alert_id] = None
+                fresh.append(alert)
         return fresh
 
     # -- reads -----------------------------------------------------------------------------
@@ -200,26 +210,16 @@ class NetworkxStore:
         if node not in self.graph:
             return None
         attrs = self.graph.nodes[node]
-        subjects = frozenset(
-            dst[1]
-            for _, dst, key in self.graph.out_edges(node, keys=True)
-            if key[0] == "BELONGS_TO"
-        )
         category: Category = attrs["category"]
-        return IdentifierNode(ref, category, attrs["display"], subjects, attrs["erased_at"])
+        return IdentifierNode(
+            ref, category, attrs["display"], attrs["subjects"], attrs["erased_at"]
+        )
 
     def copies_of(self, identifier: str, dataset: str) -> list[Copy]:
-        return list(self._copies.get((identifier, dataset), {}).values())
+        return [c for c in self._copies.get(identifier, ()) if c.dataset == dataset]
 
     def copies_of_identifier(self, identifier: str) -> list[Copy]:
-        node = _ident(identifier)
-        if node not in self.graph:
-            return []
-        return [
-            data["copy"]
-            for _, _, key, data in self.graph.out_edges(node, keys=True, data=True)
-            if key[0] == "COPY_IN"
-        ]
+        return list(self._copies.get(identifier, ()))
 
     def copies_in(self, dataset: str, after: int | None, upto: int) -> Iterator[Copy]:
         index = self._since.get(dataset)
@@ -227,7 +227,12 @@ class NetworkxStore:
             return iter(())
         low = (after, "\uffff", "\uffff") if after is not None else None
         entries = list(index.irange(low, (upto, "\uffff", "\uffff"), inclusive=(False, True)))
-        return (self._copies[(ident, dataset)][okey] for _, ident, okey in entries)
+        return (
+            c
+            for _, ident, okey in entries
+            for c in self._copies[ident]
+            if c.dataset == dataset and c.origin.key == okey
+        )
 
     def collections_of(self, identifier: str) -> list[Collection]:
         node = _ident(identifier)
@@ -259,20 +264,24 @@ class NetworkxStore:
         ]
 
     def carried_from(self, identifier: str, dataset: str) -> list[CarriedFlow]:
-        return list(self._carried.get((identifier, dataset), ()))
+        return [f for f in self._carried.get(identifier, ()) if f.source == dataset]
 
     def specific_uses(self, identifier: str, dataset: str) -> list[SpecificUse]:
-        return list(self._specific.get((identifier, dataset), ()))
+        return [u for u in self._specific.get(identifier, ()) if u.dataset == dataset]
+
+    def _alerts_sorted(self, ids: Iterable[str]) -> list[Alert]:
+        found = [Alert.model_validate_json(self._alerts[aid]) for aid in ids]
+        return sorted(found, key=lambda a: (a.occurred_at, a.alert_id))
 
     def alerts(self) -> list[Alert]:
-        return sorted(self._alerts.values(), key=lambda a: (a.occurred_at, a.alert_id))
+        return self._alerts_sorted(self._alerts)
 
     def alert(self, alert_id: str) -> Alert | None:
-        return self._alerts.get(alert_id)
+        raw = self._alerts.get(alert_id)
+        return Alert.model_validate_json(raw) if raw is not None else None
 
     def unpublished_alerts(self, limit: int = 1_000) -> list[Alert]:
-        pending = [self._alerts[aid] for aid in self._unpublished]
-        return sorted(pending, key=lambda a: (a.occurred_at, a.alert_id))[:limit]
+        return self._alerts_sorted(islice(self._unpublished, limit))  # in order raised
 
     def mark_published(self, alert_ids: Sequence[str]) -> None:
         for alert_id in alert_ids:
@@ -305,8 +314,8 @@ class NetworkxStore:
             uses=frozenset(
                 UseEdge(s[1], k[1], d[1], tuple(a["runs"])) for s, d, k, a in edges["USED_FOR"]
             ),
-            carried=frozenset(a["flow"] for *_, a in edges["CARRIED_TO"]),
-            specific_uses=frozenset(a["use"] for *_, a in edges["USED_IN"]),
-            copies=frozenset(c for by in self._copies.values() for c in by.values()),
+            carried=frozenset(f for flows in self._carried.values() for f in flows),
+            specific_uses=frozenset(u for uses in self._specific.values() for u in uses),
+            copies=frozenset(c for held in self._copies.values() for c in held),
             alerts=frozenset(self._alerts),
         )

@@ -8,6 +8,7 @@ the copy and not with the person.
 from __future__ import annotations
 
 import bisect
+import sys
 from dataclasses import dataclass, field
 
 from lineage.identifiers import Category
@@ -19,10 +20,11 @@ class Origin:
 
     dataset: str
     purpose: str
+    key: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.purpose}@{self.dataset}"
+    def __post_init__(self) -> None:
+        # Computed once and interned: millions of copies share a handful of origins.
+        object.__setattr__(self, "key", sys.intern(f"{self.purpose}@{self.dataset}"))
 
     @classmethod
     def parse(cls, key: str) -> Origin:
