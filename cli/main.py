@@ -55,7 +55,7 @@ def _service(as_json: bool, alerts_to_stdout: bool = False) -> Iterator[LineageS
         service.close()
 
 
-def _progress(total: int | None, label: str) -> Progress:
+def _progress(label: str) -> Progress:
     return Progress(
         TextColumn(label),
         BarColumn(),
@@ -74,19 +74,24 @@ def ingest(
     strict: Annotated[bool, typer.Option(help="exit 1 if any line was rejected")] = False,
 ) -> None:
     """Validate, pseudonymize and record events; bad lines are reported and dead-lettered."""
-    if str(file) == "-":
-        lines: list[str] = sys.stdin.readlines()
-    else:
-        try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _fail(f"cannot read {file}: {exc}") from None
+    try:
+        handle = sys.stdin.buffer if str(file) == "-" else file.open("rb")
+        total = None if str(file) == "-" else file.stat().st_size
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc}") from None
     with (
+        handle,
         _service(as_json, alerts_to_stdout=not as_json) as service,
-        _progress(len(lines), "ingesting") as bar,
+        _progress("ingesting") as bar,
     ):
-        task = bar.add_task("ingest", total=len(lines))
-        report = service.ingest(lines, origin=str(file), progress=lambda n: bar.advance(task, n))
+        task = bar.add_task("ingest", total=total)
+
+        def lines() -> Iterator[bytes]:
+            for line in handle:  # streamed: files of millions of events are fine
+                bar.advance(task, len(line))
+                yield line
+
+        report = service.ingest(lines(), origin=str(file))
     if as_json:
         print(
             json.dumps(
@@ -178,7 +183,7 @@ def replay(
     as_json: JsonOption = False,
 ) -> None:
     """Rebuild the graph from the durable log (it is a projection of the log)."""
-    with _service(as_json) as service, _progress(None, "replaying") as bar:
+    with _service(as_json) as service, _progress("replaying") as bar:
         task = bar.add_task(
             "replay", total=service.local_log.count() if service.local_log else None
         )
@@ -211,7 +216,7 @@ def demo(
     """Replay the synthetic reference case (security identifiers reaching ad matching)."""
     case = generate(users=users, seed=seed)
     lines = [json.dumps(record) for record in case.records]
-    with _service(as_json) as service, _progress(len(lines), "demo") as bar:
+    with _service(as_json) as service, _progress("demo") as bar:
         task = bar.add_task("demo", total=len(lines))
         ingested = service.ingest(lines, origin="demo", progress=lambda n: bar.advance(task, n))
         found = service.alerts()
@@ -253,7 +258,9 @@ def demo(
         f"{expected} routed to ads before the fix on {FIX:%Y-%m-%d})."
     )
     console.print(f"Alerts for events after the fix: {len(after_fix)}.")
-    console.print("Try: lineage trace <email>   (demo emails look like userN@example.com, N < users)")
+    console.print(
+        "Try: lineage trace <email>   (demo emails look like userN@example.com, N < users)"
+    )
 
 
 @app.command()

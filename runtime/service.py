@@ -183,7 +183,7 @@ class LineageService:
             except InvalidEventError as exc:
                 report.rejected.append(Rejection(number, exc.reason))
                 raw = line.encode() if isinstance(line, str) else line
-                self.log.dead_letter(raw, exc.reason, f"{origin}:{number}")
+                self.log.dead_letter(raw.rstrip(b"\r\n"), exc.reason, f"{origin}:{number}")
                 continue
             pending.append(event)
             if len(pending) >= BATCH:
