@@ -8,19 +8,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli import render
+from cli.kafka_commands import register as register_kafka_commands
 from lineage.errors import ConfigurationError, InvalidEventError, LineageError
 from lineage.events import event_json_schema
 from lineage.identifiers import guess_category, mask, normalize
 from lineage.reference_case import FIX, generate
 from runtime.service import LineageService
-from runtime.settings import Settings, load_settings
+from runtime.settings import load_settings
 from runtime.sinks import AlertSink, JsonlFileSink, StreamSink, describe
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -36,9 +37,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 @contextmanager
-def _service(as_json: bool, alerts_to_stdout: bool = False) -> Iterator[LineageService]:
+def _service(
+    as_json: bool, alerts_to_stdout: bool = False, **overrides: Any
+) -> Iterator[LineageService]:
     try:
-        settings = load_settings()
+        settings = load_settings(**overrides)
         sinks: list[AlertSink] = []
         if settings.log_kind == "local":
             sinks.append(JsonlFileSink(settings.home / "alerts.jsonl"))
@@ -72,6 +75,9 @@ def ingest(
     file: Annotated[Path, typer.Argument(help="JSON lines file of events, or - for stdin")],
     as_json: JsonOption = False,
     strict: Annotated[bool, typer.Option(help="exit 1 if any line was rejected")] = False,
+    kafka: Annotated[
+        bool, typer.Option("--kafka", help="append to the Kafka events topic; the worker applies")
+    ] = False,
 ) -> None:
     """Validate, pseudonymize and record events; bad lines are reported and dead-lettered."""
     try:
@@ -81,7 +87,7 @@ def ingest(
         raise _fail(f"cannot read {file}: {exc}") from None
     with (
         handle,
-        _service(as_json, alerts_to_stdout=not as_json) as service,
+        _service(as_json, not as_json, **({"log": "kafka"} if kafka else {})) as service,
         _progress("ingesting") as bar,
     ):
         task = bar.add_task("ingest", total=total)
@@ -299,6 +305,9 @@ def dead_letters(as_json: JsonOption = False) -> None:
         console.print(f"{len(rows)} dead letter(s).")
 
 
+register_kafka_commands(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     try:
         app()
@@ -307,4 +316,5 @@ def main() -> None:  # pragma: no cover - console entry point
         sys.exit(2)
 
 
-_ = Settings  # re-exported type for plugins that extend the CLI
+if __name__ == "__main__":  # pragma: no cover - `python -m cli.main`, as the tests spawn it
+    main()

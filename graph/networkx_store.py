@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import networkx as nx
 from sortedcontainers import SortedList
@@ -48,6 +48,7 @@ from lineage.projection import (
 )
 
 Node = tuple[str, str]
+T = TypeVar("T")
 
 
 def _ident(ref: str) -> Node:
@@ -83,6 +84,11 @@ class NetworkxStore:
 
     def close(self) -> None:
         pass
+
+    def atomically(self, work: Callable[[], T]) -> T:
+        """In memory, one process: nothing to coordinate. Crash safety comes from the
+        checkpoint being written only between units (see runtime.checkpoint)."""
+        return work()
 
     # -- writes ----------------------------------------------------------------------------
     def apply(self, mutations: Sequence[Mutation]) -> list[Change]:
@@ -188,12 +194,15 @@ class NetworkxStore:
             index = self._since[copy.dataset]
             for position, old in enumerate(held):
                 if old.dataset == copy.dataset and old.origin == copy.origin:
+                    if old.rank <= copy.rank:
+                        break  # keep the earliest arrival
                     index.remove((old.since, old.identifier, old.origin.key))
                     held[position] = copy
+                    index.add((copy.since, copy.identifier, copy.origin.key))
                     break
             else:
                 held.append(copy)
-            index.add((copy.since, copy.identifier, copy.origin.key))
+                index.add((copy.since, copy.identifier, copy.origin.key))
 
     def add_alerts(self, alerts: Sequence[Alert]) -> list[Alert]:
         fresh: list[Alert] = []

@@ -2,14 +2,18 @@
 
 Rules every implementation keeps (the contract suite in ``tests/contract`` checks them):
 - ``apply`` merges: a mutation already present changes nothing and is not reported;
-- ``put_copies`` upserts by (identifier, dataset, origin); ``add_alerts`` by ``alert_id``;
+- ``put_copies`` keeps, per (identifier, dataset, origin), the copy of lowest ``rank`` (so
+  concurrent workers cannot replace an earlier arrival with a later one); ``add_alerts`` merges
+  by ``alert_id``;
+- ``atomically`` runs a unit of work as one transaction where the backend has them, so a crash
+  never leaves graph facts stored without the copies and alerts derived from them;
 - reads return what earlier writes stored, in any order unless a method says otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, TypeVar
 
 from lineage.alerts import Alert
 from lineage.model import (
@@ -23,8 +27,14 @@ from lineage.model import (
 )
 from lineage.projection import Change, Mutation
 
+T = TypeVar("T")
+
 
 class LineageStore(Protocol):
+    def atomically(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (which calls this store) as one all-or-nothing unit, retried as a whole
+        on transient failures; reads inside it see its own writes."""
+
     def apply(self, mutations: Sequence[Mutation]) -> list[Change]:
         """Merge mutations; return those that changed the graph, in order."""
 

@@ -10,6 +10,13 @@ from lineage.policy import Policy
 from lineage.ports import LineageStore
 from lineage.projection import Mutation, project
 from lineage.propagation import PropagationPass
+from lineage.purposes import PurposeTaxonomy
+
+
+def check_purposes(event: Event, taxonomy: PurposeTaxonomy) -> None:
+    """Semantic validation the schema cannot do: purposes must exist in the taxonomy."""
+    if isinstance(event, IdentifierCollected | DataUsed):
+        taxonomy.require(event.purpose)
 
 
 class Tracker:
@@ -18,15 +25,17 @@ class Tracker:
         self.policy = policy
 
     def check(self, event: Event) -> None:
-        """Semantic validation the schema cannot do: purposes must exist in the taxonomy."""
-        if isinstance(event, IdentifierCollected | DataUsed):
-            self.policy.taxonomy.require(event.purpose)
+        check_purposes(event, self.policy.taxonomy)
 
     def apply(self, events: Sequence[Event]) -> list[Alert]:
         """Project, propagate and return only alerts never raised before (idempotent)."""
         for event in events:
             self.check(event)
         mutations: list[Mutation] = [m for event in events for m in project(event)]
+        return self.store.atomically(lambda: self._apply(mutations))
+
+    def _apply(self, mutations: list[Mutation]) -> list[Alert]:
+        # One unit: if we die half-way, redelivery finds no facts stored and redoes it all.
         changes = self.store.apply(mutations)
         if not changes:
             return []

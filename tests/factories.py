@@ -6,7 +6,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from lineage.events import DataFlowed, DatasetRef, DataUsed, IdentifierCollected, IdentifierErased
-from lineage.identifiers import IdentifierRef
+from lineage.identifiers import Category, IdentifierRef
 
 T0 = datetime(2015, 1, 1, tzinfo=UTC)
 SECURITY = "essential.service.authentication"
@@ -20,9 +20,9 @@ def at(hours: float) -> datetime:
     return T0 + timedelta(hours=hours)
 
 
-def ref(name: str, category: str = "email") -> IdentifierRef:
+def ref(name: str, category: Category = "email") -> IdentifierRef:
     digest = hashlib.sha256(name.encode()).hexdigest()
-    return IdentifierRef(category=category, ref=digest, display=f"{name[:1]}***")  # type: ignore[arg-type]
+    return IdentifierRef(category=category, ref=digest, display=f"{name[:1]}***")
 
 
 def ds(key: str) -> DatasetRef:

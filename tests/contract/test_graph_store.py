@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from graph.networkx_store import NetworkxStore
 from graph.store import GraphStore
+from lineage.events import Event
 from lineage.model import CarriedFlow, Collection, Copy, Origin, Run, SpecificUse
 from lineage.policy import Policy
 from lineage.projection import (
@@ -38,7 +39,7 @@ def _base(store: GraphStore) -> None:
 
 
 def test_apply_reports_only_changes_and_is_idempotent(store: GraphStore) -> None:
-    events = [
+    events: list[Event] = [
         f.collected("c1", "ann", "auth:db", f.SECURITY, 1, owner="ann"),
         f.flowed("f1", "auth:db", "ads:t", 2),
         f.used("u1", "ads:t", f.ADS, 3, who=["ann"]),
@@ -111,6 +112,8 @@ def test_copies_upsert_and_range_reads(store: GraphStore) -> None:
     improved = Copy(B, "auth:db", ORIGIN, 5, "c0")
     store.put_copies([improved])
     assert store.copies_of(B, "auth:db") == [improved]
+    store.put_copies([Copy(B, "auth:db", ORIGIN, 7, "late"), Copy(B, "auth:db", ORIGIN, 5, "c1")])
+    assert store.copies_of(B, "auth:db") == [improved], "a later arrival must not win"
     assert {c.identifier for c in store.copies_in("auth:db", None, 9)} == {B}
     assert sorted(c.dataset for c in store.copies_of_identifier(A)) == ["ads:t", "auth:db"]
     (hop,) = store.copies_of(A, "ads:t")
@@ -138,7 +141,7 @@ def test_erasure_keeps_the_earliest_time(store: GraphStore) -> None:
 
 def test_tracker_alerts_once_with_evidence(store: GraphStore, policy: Policy) -> None:
     tracker = Tracker(store, policy)
-    events = [
+    events: list[Event] = [
         f.collected("c1", "ann", "auth:db", f.SECURITY, 1, owner="ann"),
         f.flowed("f1", "auth:db", "ads:t", 2, job="sync"),
         f.used("u1", "ads:t", f.ADS, 3, job="matcher"),
@@ -173,7 +176,7 @@ def test_alert_outbox(store: GraphStore, policy: Policy) -> None:
 
 
 def test_same_events_give_the_same_graph_as_networkx(store: GraphStore, policy: Policy) -> None:
-    events = [
+    events: list[Event] = [
         f.collected("c1", "ann", "auth:db", f.SECURITY, 1, owner="ann"),
         f.collected("c2", "bob", "crm:news", f.NEWSLETTER, 1, owner="bob"),
         f.flowed("f1", "auth:db", "ads:t", 2, who=["ann"]),

@@ -10,8 +10,21 @@ from lineage.alerts import Alert
 from lineage.events import event_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = {"kafka", "aiokafka", "faust", "mode", "neo4j", "graph", "streams", "cli", "runtime",
-             "sqlite3", "socket", "requests", "subprocess"}
+FORBIDDEN = {
+    "kafka",
+    "aiokafka",
+    "faust",
+    "mode",
+    "neo4j",
+    "graph",
+    "streams",
+    "cli",
+    "runtime",
+    "sqlite3",
+    "socket",
+    "requests",
+    "subprocess",
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -40,5 +53,8 @@ def test_shipped_json_schemas_match_the_models() -> None:
     alerts = json.loads((ROOT / "lineage/schema/alerts.schema.json").read_text())
     assert alerts == Alert.model_json_schema()
     assert set(shipped["discriminator"]["mapping"]) == {
-        "IdentifierCollected", "DataFlowed", "DataUsed", "IdentifierErased"
+        "IdentifierCollected",
+        "DataFlowed",
+        "DataUsed",
+        "IdentifierErased",
     }

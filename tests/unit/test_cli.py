@@ -18,8 +18,16 @@ USERS = 120
 
 @pytest.fixture
 def cli(tmp_path: Path) -> CliRunner:
-    unset = dict.fromkeys(["LINEAGE_KEY", "LINEAGE_CONFIG", "LINEAGE_KAFKA_BOOTSTRAP",
-                           "LINEAGE_NEO4J_URI", "LINEAGE_STORE", "LINEAGE_LOG"])
+    unset = dict.fromkeys(
+        [
+            "LINEAGE_KEY",
+            "LINEAGE_CONFIG",
+            "LINEAGE_KAFKA_BOOTSTRAP",
+            "LINEAGE_NEO4J_URI",
+            "LINEAGE_STORE",
+            "LINEAGE_LOG",
+        ]
+    )
     return CliRunner(env={"LINEAGE_HOME": str(tmp_path / "home"), **unset})
 
 
@@ -79,12 +87,21 @@ def test_trace_unknown_says_so_with_exit_1(cli: CliRunner) -> None:
 
 
 def test_ingest_reports_bad_lines_and_keeps_good_ones(cli: CliRunner, tmp_path: Path) -> None:
-    good = {"type": "IdentifierCollected", "event_time": "2015-01-01T00:00:00Z",
-            "producer": "auth", "dataset": "auth:db", "purpose": "essential.service.security",
-            "identifier": {"phone": "+1 415 555 0100"}}
-    lines = [json.dumps(good), "{oops", json.dumps({**good, "purpose": "essential.secure"}),
-             json.dumps({**good, "identifier": {"phone": "+1 415"}}),
-             json.dumps({**good, "identifier": {"email": "ok@example.com"}})]
+    good = {
+        "type": "IdentifierCollected",
+        "event_time": "2015-01-01T00:00:00Z",
+        "producer": "auth",
+        "dataset": "auth:db",
+        "purpose": "essential.service.security",
+        "identifier": {"phone": "+1 415 555 0100"},
+    }
+    lines = [
+        json.dumps(good),
+        "{oops",
+        json.dumps({**good, "purpose": "essential.secure"}),
+        json.dumps({**good, "identifier": {"phone": "+1 415"}}),
+        json.dumps({**good, "identifier": {"email": "ok@example.com"}}),
+    ]
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines))
     code, out = invoke(cli, "ingest", str(path), "--json")
@@ -118,10 +135,16 @@ def test_no_raw_identifier_reaches_store_log_alerts_or_logs(
     caplog.set_level(logging.DEBUG)
     outputs = [invoke(cli, "demo", "--users", str(USERS), "--json")[1]]
     case = generate(users=USERS)
-    outputs += [invoke(cli, *args)[1] for args in (
-        ("alerts", "--json", "--limit", "10000"), ("report", "--json"),
-        ("trace", case.emails[0], "--json"), ("demo", "--users", str(USERS)),
-        ("alerts", "--limit", "10000"))]
+    outputs += [
+        invoke(cli, *args)[1]
+        for args in (
+            ("alerts", "--json", "--limit", "10000"),
+            ("report", "--json"),
+            ("trace", case.emails[0], "--json"),
+            ("demo", "--users", str(USERS)),
+            ("alerts", "--limit", "10000"),
+        )
+    ]
     home = tmp_path / "home"
     blobs = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
     assert {"events.db", "graph.pickle", "alerts.jsonl"} <= set(blobs)

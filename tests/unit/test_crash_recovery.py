@@ -32,7 +32,10 @@ def test_killed_process_is_recovered_from_the_log(tmp_path: Path) -> None:
     crashed = tmp_path / "crashed"
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(crashed), KEY, str(source)],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], check=False,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert child.returncode == -9, child.stderr

@@ -73,8 +73,11 @@ def test_replay_until_gives_the_state_as_of_then(tmp_path: Path, case_lines: lis
 
 
 GOOD = {
-    "type": "IdentifierCollected", "event_time": "2015-01-01T00:00:00Z", "producer": "auth",
-    "dataset": "auth:contact_points", "purpose": "essential.service.authentication",
+    "type": "IdentifierCollected",
+    "event_time": "2015-01-01T00:00:00Z",
+    "producer": "auth",
+    "dataset": "auth:contact_points",
+    "purpose": "essential.service.authentication",
     "identifier": {"email": "Good.Person@example.com"},
 }
 
@@ -84,9 +87,11 @@ GOOD = {
     [
         ("{not json", "not valid JSON"),
         (json.dumps({k: v for k, v in GOOD.items() if k != "dataset"}), "dataset: Field required"),
-        (json.dumps({**GOOD, "purpose": "essential.service.authentification"}),
-         "unknown purpose 'essential.service.authentification'; closest known: "
-         "essential.service.authentication"),
+        (
+            json.dumps({**GOOD, "purpose": "essential.service.authentification"}),
+            "unknown purpose 'essential.service.authentification'; closest known: "
+            "essential.service.authentication",
+        ),
         (json.dumps({**GOOD, "identifier": {"phone": "+1 555 01"}}), "invalid phone number"),
         (json.dumps({**GOOD, "identifier": {"email": "nobody"}}), "invalid email"),
         (json.dumps({**GOOD, "event_time": "2015-01-01T00:00:00"}), "timezone"),

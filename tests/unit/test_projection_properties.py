@@ -30,20 +30,37 @@ def events(draw: st.DrawFn) -> list[Event]:
         kind = draw(st.sampled_from(["collect", "flow", "use"]))
         hours = draw(st.integers(min_value=0, max_value=12))
         eid = f"e{n}"
-        who = draw(st.none() | st.lists(st.sampled_from(PEOPLE), min_size=1, max_size=2,
-                                        unique=True))
+        who = draw(
+            st.none() | st.lists(st.sampled_from(PEOPLE), min_size=1, max_size=2, unique=True)
+        )
         if kind == "collect":
-            made.append(f.collected(eid, draw(st.sampled_from(PEOPLE)),
-                                    draw(st.sampled_from(DATASETS)),
-                                    draw(st.sampled_from(ORIGINS)), hours))
+            made.append(
+                f.collected(
+                    eid,
+                    draw(st.sampled_from(PEOPLE)),
+                    draw(st.sampled_from(DATASETS)),
+                    draw(st.sampled_from(ORIGINS)),
+                    hours,
+                )
+            )
         elif kind == "flow":
-            source, target = draw(st.lists(st.sampled_from(DATASETS), min_size=2, max_size=2,
-                                           unique=True))
-            made.append(f.flowed(eid, source, target, hours, who=who,
-                                 job=draw(st.sampled_from(JOBS))))
+            source, target = draw(
+                st.lists(st.sampled_from(DATASETS), min_size=2, max_size=2, unique=True)
+            )
+            made.append(
+                f.flowed(eid, source, target, hours, who=who, job=draw(st.sampled_from(JOBS)))
+            )
         else:
-            made.append(f.used(eid, draw(st.sampled_from(DATASETS)), draw(st.sampled_from(USES)),
-                               hours, who=who, job=draw(st.sampled_from(JOBS))))
+            made.append(
+                f.used(
+                    eid,
+                    draw(st.sampled_from(DATASETS)),
+                    draw(st.sampled_from(USES)),
+                    hours,
+                    who=who,
+                    job=draw(st.sampled_from(JOBS)),
+                )
+            )
     return made
 
 
@@ -84,8 +101,9 @@ def test_incremental_alerts_equal_brute_force_in_any_order(
     history: list[Event], data: st.DataObject, policy: Policy
 ) -> None:
     expected = brute_force_alert_keys(history, policy)
-    delivered = data.draw(st.permutations(history + data.draw(
-        st.lists(st.sampled_from(history), max_size=4))))  # reordered, with redeliveries
+    delivered = data.draw(
+        st.permutations(history + data.draw(st.lists(st.sampled_from(history), max_size=4)))
+    )  # reordered, with redeliveries
     tracker = Tracker(NetworkxStore(), policy)
     raised: list[str] = []
     for event in delivered:

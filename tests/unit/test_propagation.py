@@ -14,12 +14,14 @@ def _tracker(policy: Policy) -> Tracker:
 
 def test_purpose_travels_with_the_copy_not_the_person(policy: Policy) -> None:
     tracker = _tracker(policy)
-    alerts = tracker.apply([
-        f.collected("c-2fa", "eve", "auth:db", f.SECURITY, 1, owner="eve"),
-        f.collected("c-news", "eve", "crm:news", f.NEWSLETTER, 2, owner="eve"),
-        f.flowed("f-news", "crm:news", "ads:t", 3),
-        f.used("u1", "ads:t", f.ADS, 4),
-    ])
+    alerts = tracker.apply(
+        [
+            f.collected("c-2fa", "eve", "auth:db", f.SECURITY, 1, owner="eve"),
+            f.collected("c-news", "eve", "crm:news", f.NEWSLETTER, 2, owner="eve"),
+            f.flowed("f-news", "crm:news", "ads:t", 3),
+            f.used("u1", "ads:t", f.ADS, 4),
+        ]
+    )
     assert alerts == []
     assert tracker.apply([f.flowed("f-auth", "auth:db", "ads:t", 5, who=["eve"])]) == []
     (alert,) = tracker.apply([f.used("u2", "ads:t", f.ADS, 6)])
@@ -29,10 +31,12 @@ def test_purpose_travels_with_the_copy_not_the_person(policy: Policy) -> None:
 
 def test_alert_fires_at_the_first_use_and_once(policy: Policy) -> None:
     tracker = _tracker(policy)
-    tracker.apply([
-        f.collected("c1", "ann", "auth:db", f.SECURITY, 1),
-        f.flowed("f1", "auth:db", "ads:t", 2, who=["ann"]),
-    ])
+    tracker.apply(
+        [
+            f.collected("c1", "ann", "auth:db", f.SECURITY, 1),
+            f.flowed("f1", "auth:db", "ads:t", 2, who=["ann"]),
+        ]
+    )
     (first,) = tracker.apply([f.used("u1", "ads:t", f.ADS, 3, who=["ann"])])
     assert first.occurred_at == f.at(3)
     assert tracker.apply([f.used("u2", "ads:t", f.ADS, 9, who=["ann"])]) == []
@@ -41,11 +45,13 @@ def test_alert_fires_at_the_first_use_and_once(policy: Policy) -> None:
 def test_whole_dataset_flow_carries_what_the_source_held_then(policy: Policy) -> None:
     tracker = _tracker(policy)
     store = tracker.store
-    tracker.apply([
-        f.collected("c1", "early", "auth:db", f.SECURITY, 1),
-        f.flowed("run1", "auth:db", "ads:t", 2),
-        f.collected("c2", "late", "auth:db", f.SECURITY, 3),
-    ])
+    tracker.apply(
+        [
+            f.collected("c1", "early", "auth:db", f.SECURITY, 1),
+            f.flowed("run1", "auth:db", "ads:t", 2),
+            f.collected("c2", "late", "auth:db", f.SECURITY, 3),
+        ]
+    )
     assert [c.identifier for c in store.copies_in("ads:t", None, 10**18)] == [f.ref("early").ref]
     tracker.apply([f.flowed("run2", "auth:db", "ads:t", 4)])
     late = store.copies_of(f.ref("late").ref, "ads:t")
@@ -56,53 +62,79 @@ def test_whole_dataset_flow_carries_what_the_source_held_then(policy: Policy) ->
 
 def test_multi_hop_evidence_and_late_collection(policy: Policy) -> None:
     tracker = _tracker(policy)
-    assert tracker.apply([
-        f.flowed("f1", "auth:db", "lake:raw", 5, job="export"),
-        f.flowed("f2", "lake:raw", "ads:t", 6, job="audience-build"),
-        f.used("u1", "ads:t", f.ADS, 7, job="matcher"),
-    ]) == []
+    assert (
+        tracker.apply(
+            [
+                f.flowed("f1", "auth:db", "lake:raw", 5, job="export"),
+                f.flowed("f2", "lake:raw", "ads:t", 6, job="audience-build"),
+                f.used("u1", "ads:t", f.ADS, 7, job="matcher"),
+            ]
+        )
+        == []
+    )
     (alert,) = tracker.apply([f.collected("c1", "bob", "auth:db", f.RECOVERY, 1)])
     assert [(s.kind, s.event_id) for s in alert.evidence] == [
-        ("collected", "c1"), ("flowed", "f1"), ("flowed", "f2"), ("used", "u1")
+        ("collected", "c1"),
+        ("flowed", "f1"),
+        ("flowed", "f2"),
+        ("used", "u1"),
     ]
     assert alert.use_job == "matcher" and alert.origin_purpose == f.RECOVERY
 
 
 def test_cycles_terminate(policy: Policy) -> None:
     tracker = _tracker(policy)
-    tracker.apply([
-        f.flowed("ab", "x:a", "x:b", 2),
-        f.flowed("ba", "x:b", "x:a", 3),
-        f.collected("c1", "cy", "x:a", f.SECURITY, 1),
-    ])
+    tracker.apply(
+        [
+            f.flowed("ab", "x:a", "x:b", 2),
+            f.flowed("ba", "x:b", "x:a", 3),
+            f.collected("c1", "cy", "x:a", f.SECURITY, 1),
+        ]
+    )
     assert {c.dataset for c in tracker.store.copies_of_identifier(f.ref("cy").ref)} == {
-        "x:a", "x:b"
+        "x:a",
+        "x:b",
     }
 
 
 def test_flows_before_collection_carry_nothing(policy: Policy) -> None:
     tracker = _tracker(policy)
-    assert tracker.apply([
-        f.flowed("f1", "auth:db", "ads:t", 1, who=["ann"]),
-        f.collected("c1", "ann", "auth:db", f.SECURITY, 2),
-        f.used("u1", "ads:t", f.ADS, 3),
-    ]) == []
+    assert (
+        tracker.apply(
+            [
+                f.flowed("f1", "auth:db", "ads:t", 1, who=["ann"]),
+                f.collected("c1", "ann", "auth:db", f.SECURITY, 2),
+                f.used("u1", "ads:t", f.ADS, 3),
+            ]
+        )
+        == []
+    )
 
 
 def test_erasure_stops_later_copies_and_uses(policy: Policy) -> None:
     tracker = _tracker(policy)
-    assert tracker.apply([
-        f.collected("c1", "zed", "auth:db", f.SECURITY, 1),
-        f.erased("e1", "zed", 2),
-        f.flowed("f1", "auth:db", "ads:t", 3),
-        f.used("u1", "auth:db", f.ADS, 4),
-    ]) == []
+    assert (
+        tracker.apply(
+            [
+                f.collected("c1", "zed", "auth:db", f.SECURITY, 1),
+                f.erased("e1", "zed", 2),
+                f.flowed("f1", "auth:db", "ads:t", 3),
+                f.used("u1", "auth:db", f.ADS, 4),
+            ]
+        )
+        == []
+    )
     assert tracker.store.copies_of(f.ref("zed").ref, "ads:t") == []
 
 
 def test_non_security_origins_never_alert(policy: Policy) -> None:
     tracker = _tracker(policy)
-    assert tracker.apply([
-        f.collected("c1", "nia", "crm:news", f.NEWSLETTER, 1),
-        f.used("u1", "crm:news", f.ADS, 2),
-    ]) == []
+    assert (
+        tracker.apply(
+            [
+                f.collected("c1", "nia", "crm:news", f.NEWSLETTER, 1),
+                f.used("u1", "crm:news", f.ADS, 2),
+            ]
+        )
+        == []
+    )

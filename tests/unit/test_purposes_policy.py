@@ -13,7 +13,10 @@ def test_taxonomy_is_fideslang_plus_custom_children(taxonomy: PurposeTaxonomy) -
 
     assert len(taxonomy) == len(DEFAULT_TAXONOMY.data_use) + 1
     assert taxonomy.ancestors(f.RECOVERY) == (
-        f.RECOVERY, "essential.service.security", "essential.service", "essential"
+        f.RECOVERY,
+        "essential.service.security",
+        "essential.service",
+        "essential",
     )
     assert taxonomy.get(f.RECOVERY).custom
 
@@ -48,7 +51,7 @@ def test_default_policy(policy: Policy, origin: str, use: str, violates: bool) -
 
 def test_policy_with_unknown_key_is_rejected(taxonomy: PurposeTaxonomy) -> None:
     data = {"rule": [{"id": "r", "origins": ["essential.securty"], "forbidden_uses": [f.ADS]}]}
-    with pytest.raises(PolicyError, match="closest known: essential.service.security"):
+    with pytest.raises(PolicyError, match=r"closest known: essential\.service\.security"):
         Policy.from_mapping(data, taxonomy)
 
 
