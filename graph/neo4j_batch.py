@@ -14,13 +14,12 @@ networkx store keeps an attribute-less node that its own reads then fail on.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lineage.errors import StoreError
-from lineage.model import Run
+from lineage.model import Run, insert_run
 from lineage.projection import (
     AddCarriedFlow,
     AddCollection,
@@ -151,20 +150,6 @@ class State:
             carried={(k[0], k[1], k[2], k[3], k[4], k[5]) for k in record["carried"]},
             specific={(k[0], k[1], k[2], k[3], k[4], k[5]) for k in record["specific"]},
         )
-
-
-def insert_run(runs: list[Run], run: Run) -> tuple[bool, int | None]:
-    """Insert keeping order; returns (inserted, latest run time strictly before ``run``).
-
-    The same rule as ``graph.networkx_store``: ``previous_run`` is what bounds the copies a
-    new run must carry, so it has to agree to the microsecond.
-    """
-    index = bisect.bisect_left(runs, run)
-    if index < len(runs) and runs[index] == run:
-        return False, None
-    before = bisect.bisect_left(runs, Run(run.at, ""))
-    runs.insert(index, run)
-    return True, runs[before - 1].at if before > 0 else None
 
 
 @dataclass

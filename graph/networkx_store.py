@@ -11,7 +11,6 @@ must hold a million identifiers on one machine. The whole object pickles (the ch
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
@@ -32,6 +31,7 @@ from lineage.model import (
     Run,
     SpecificUse,
     UseEdge,
+    insert_run,
 )
 from lineage.projection import (
     AddCarriedFlow,
@@ -57,16 +57,6 @@ def _ident(ref: str) -> Node:
 
 def _dataset(key: str) -> Node:
     return ("Dataset", key)
-
-
-def _insert_run(runs: list[Run], run: Run) -> tuple[bool, int | None]:
-    """Insert keeping order; returns (inserted, latest run time strictly before ``run``)."""
-    index = bisect.bisect_left(runs, run)
-    if index < len(runs) and runs[index] == run:
-        return False, None
-    before = bisect.bisect_left(runs, Run(run.at, ""))
-    runs.insert(index, run)
-    return True, runs[before - 1].at if before > 0 else None
 
 
 class NetworkxStore:
@@ -185,7 +175,7 @@ class NetworkxStore:
             g.add_edge(job, src, ("RUNS", "reads"))
             if dst[0] == "Dataset":
                 g.add_edge(job, dst, ("RUNS", "writes"))
-        inserted, previous = _insert_run(g.edges[src, dst, key]["runs"], run)
+        inserted, previous = insert_run(g.edges[src, dst, key]["runs"], run)
         return Change(m, previous) if inserted else None
 
     def put_copies(self, copies: Sequence[Copy]) -> None:

@@ -60,6 +60,20 @@ class Run:
     event_id: str
 
 
+def insert_run(runs: list[Run], run: Run) -> tuple[bool, int | None]:
+    """Insert keeping order; returns (inserted, latest run time strictly before ``run``).
+
+    Every store uses this one rule: ``previous_run`` bounds the copies a new run must carry
+    (those that arrived after it), so the stores have to agree to the microsecond.
+    """
+    index = bisect.bisect_left(runs, run)
+    if index < len(runs) and runs[index] == run:
+        return False, None
+    before = bisect.bisect_left(runs, Run(run.at, ""))
+    runs.insert(index, run)
+    return True, runs[before - 1].at if before > 0 else None
+
+
 def first_run_from(runs: tuple[Run, ...], since: int) -> Run | None:
     """The earliest run at or after ``since`` (runs are sorted)."""
     index = bisect.bisect_left(runs, Run(since, ""))
