@@ -221,6 +221,26 @@ RETURN i.category AS category, i.display AS display, i.erased_at AS erased_at,
        COLLECT { MATCH (i)-[:BELONGS_TO]->(s:Subject) RETURN s.ref } AS subjects
 """
 
+#: One round trip for a whole batch of identifiers: what propagation reads about each.
+IDENTIFIER_FACTS: Final = """
+UNWIND $refs AS ref
+MATCH (i:Identifier {ref: ref})
+RETURN i.ref AS ref, i.category AS category, i.display AS display, i.erased_at AS erased_at,
+       COLLECT { MATCH (i)-[:BELONGS_TO]->(s:Subject) RETURN s.ref } AS subjects,
+       COLLECT {
+         MATCH (i)-[c:COPY_IN]->(d:Dataset)
+         RETURN [d.key, c.origin, c.since, c.event_id, c.source, c.job]
+       } AS copies,
+       COLLECT {
+         MATCH (i)-[c:CARRIED_TO]->(t:Dataset)
+         RETURN [c.source, t.key, c.job, c.at, c.event_id]
+       } AS carried,
+       COLLECT {
+         MATCH (i)-[u:USED_IN]->(p:Purpose)
+         RETURN [u.dataset, u.job, p.key, u.at, u.event_id]
+       } AS specific
+"""
+
 _COPY_FIELDS = (
     "c.origin AS origin, c.since AS since, c.event_id AS event_id, c.source AS source, c.job AS job"
 )

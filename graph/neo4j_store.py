@@ -41,6 +41,7 @@ from lineage.model import (
     Collection,
     Copy,
     FlowEdge,
+    IdentifierFacts,
     IdentifierNode,
     Origin,
     Run,
@@ -289,6 +290,29 @@ class Neo4jStore:
         if not records or records[0]["category"] is None:  # absent, or only an edge's end
             return None
         return _identifier(ref, records[0])
+
+    def identifier_facts(self, refs: Sequence[str]) -> dict[str, IdentifierFacts]:
+        if not refs:
+            return {}
+        records = self._read("reading identifiers", cypher.IDENTIFIER_FACTS, refs=list(refs))
+        facts: dict[str, IdentifierFacts] = {}
+        for r in records:
+            ref = r["ref"]
+            node = _identifier(ref, r) if r["category"] is not None else None
+            copies = tuple(
+                Copy(ref, d, Origin.parse(o), since, eid, source, job)
+                for d, o, since, eid, source, job in r["copies"]
+            )
+            carried = tuple(
+                CarriedFlow(ref, source, target, job, at, eid)
+                for source, target, job, at, eid in r["carried"]
+            )
+            specific = tuple(
+                SpecificUse(ref, dataset, job, purpose, at, eid)
+                for dataset, job, purpose, at, eid in r["specific"]
+            )
+            facts[ref] = IdentifierFacts(node, copies, carried, specific)
+        return facts
 
     def copies_of(self, identifier: str, dataset: str) -> list[Copy]:
         records = self._read(

@@ -27,6 +27,7 @@ from lineage.model import (
     Collection,
     Copy,
     FlowEdge,
+    IdentifierFacts,
     IdentifierNode,
     Run,
     SpecificUse,
@@ -213,6 +214,19 @@ class NetworkxStore:
         return IdentifierNode(
             ref, category, attrs["display"], attrs["subjects"], attrs["erased_at"]
         )
+
+    def identifier_facts(self, refs: Sequence[str]) -> dict[str, IdentifierFacts]:
+        facts: dict[str, IdentifierFacts] = {}
+        for ref in refs:
+            node = self.identifier(ref)
+            if node is not None or ref in self._copies:
+                facts[ref] = IdentifierFacts(
+                    node,
+                    tuple(self._copies.get(ref, ())),
+                    tuple(self._carried.get(ref, ())),
+                    tuple(self._specific.get(ref, ())),
+                )
+        return facts
 
     def copies_of(self, identifier: str, dataset: str) -> list[Copy]:
         return [c for c in self._copies.get(identifier, ()) if c.dataset == dataset]

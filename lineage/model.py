@@ -140,3 +140,14 @@ class Collection:
     purpose: str
     at: int
     event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierFacts:
+    """Everything propagation reads about one identifier, fetched in one go (one round trip
+    for a whole batch of identifiers on a networked store)."""
+
+    node: IdentifierNode | None
+    copies: tuple[Copy, ...] = ()
+    carried: tuple[CarriedFlow, ...] = ()
+    specific: tuple[SpecificUse, ...] = ()

@@ -21,6 +21,7 @@ from lineage.model import (
     Collection,
     Copy,
     FlowEdge,
+    IdentifierFacts,
     IdentifierNode,
     SpecificUse,
     UseEdge,
@@ -39,6 +40,10 @@ class LineageStore(Protocol):
         """Merge mutations; return those that changed the graph, in order."""
 
     def identifier(self, ref: str) -> IdentifierNode | None: ...
+
+    def identifier_facts(self, refs: Sequence[str]) -> dict[str, IdentifierFacts]:
+        """Node, copies, carried flows and specific uses of each ref, in one read; refs never
+        seen are absent from the result."""
 
     def copies_of(self, identifier: str, dataset: str) -> list[Copy]: ...
 

@@ -131,6 +131,27 @@ def test_carried_flows_and_specific_uses(store: GraphStore) -> None:
     assert store.specific_uses(A, "ads:t") == [use]
 
 
+def test_identifier_facts_agree_with_the_single_reads(store: GraphStore) -> None:
+    _base(store)
+    store.apply(
+        [
+            AddCarriedFlow(CarriedFlow(A, "auth:db", "ads:t", "sync", 7, "f7")),
+            AddSpecificUse(SpecificUse(A, "ads:t", "matcher", f.ADS, 8, "u8")),
+        ]
+    )
+    store.put_copies(
+        [Copy(A, "auth:db", ORIGIN, 1, "c1"), Copy(A, "ads:t", ORIGIN, 7, "f7", "auth:db", "sync")]
+    )
+    facts = store.identifier_facts([A, B, "c" * 64])
+    assert set(facts) == {A, B}
+    assert facts[A].node == store.identifier(A)
+    assert set(facts[A].copies) == set(store.copies_of_identifier(A))
+    assert facts[A].carried == tuple(store.carried_from(A, "auth:db"))
+    assert facts[A].specific == tuple(store.specific_uses(A, "ads:t"))
+    assert facts[B].node == store.identifier(B) and facts[B].copies == ()
+    assert store.identifier_facts([]) == {}
+
+
 def test_erasure_keeps_the_earliest_time(store: GraphStore) -> None:
     _base(store)
     assert len(store.apply([MarkErased(A, 100, "e1")])) == 1
