@@ -48,11 +48,15 @@ def main() -> None:
         baseline = _rate(NetworkxStore(), policy, events, batch)
         neo4j.clear()
         rate = _rate(neo4j, policy, events, batch)
-        results.append({
-            "events": len(events), "batch": batch, "neo4j_events_per_s": round(rate),
-            "networkx_events_per_s": round(baseline), "neo4j_over_networkx": round(
-                rate / baseline, 4),
-        })
+        results.append(
+            {
+                "events": len(events),
+                "batch": batch,
+                "neo4j_events_per_s": round(rate),
+                "networkx_events_per_s": round(baseline),
+                "neo4j_over_networkx": round(rate / baseline, 4),
+            }
+        )
     neo4j.clear()
     neo4j.close()
     print(json.dumps(results, indent=2))

@@ -2,9 +2,9 @@
 
 Delivery: at-least-once in. ``take_events`` acks a batch only after :meth:`Projector.handle`
 returned, i.e. after the graph write, so a crash redelivers the batch; store writes are
-idempotent MERGEs and alerts are deduplicated by ``alert_id``. The effect is exactly-once only
-if the store commits one ``Tracker.apply`` all-or-nothing: a redelivered event whose mutations
-are already stored reports no change, so nothing re-derives copies a crash cut short.
+idempotent MERGEs and alerts are deduplicated by ``alert_id``. That gives an exactly-once
+effect because ``Tracker.apply`` commits as one store unit (``GraphStore.atomically``): a
+crash mid-way leaves nothing stored, so redelivery redoes the whole derivation.
 Alerts leave through the store's outbox: stored with the graph change, sent, acked by Kafka,
 then marked published, so a crash between send and mark re-sends (consumers key on alert_id).
 Invalid input goes to the dead-letter topic with its original bytes and the worker goes on.
