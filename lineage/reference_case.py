@@ -11,6 +11,7 @@ and the ground truth the tracker must reproduce from the graph alone.
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -111,20 +112,20 @@ def generate(users: int = 2_000, seed: int = 7, period_days: int = 7) -> Referen
             collect(opted_in, {"email": email}, NEWSLETTER_PURPOSE, NEWSLETTER, acct, n)
             pending_consented.append(({"email": email}, opted_in))
 
-    pending_sync.sort(key=lambda item: item[2])
-    pending_consented.sort(key=lambda item: item[1])
+    sync_queue = deque(sorted(pending_sync, key=lambda item: item[2]))
+    consent_queue = deque(sorted(pending_consented, key=lambda item: item[1]))
     day = START
     batch = 0
     while day <= LAST_DAY:
         secured: list[dict[str, str]] = []
-        while day < FIX and pending_sync and pending_sync[0][2] <= day:
-            ident, acct, _ = pending_sync.pop(0)
+        while day < FIX and sync_queue and sync_queue[0][2] <= day:
+            ident, acct, _ = sync_queue.popleft()
             secured.append(ident)
             truth.affected_subjects.add(acct)
             truth.affected_identifiers.add(next(iter(ident.values())))
         consented: list[dict[str, str]] = []
-        while pending_consented and pending_consented[0][1] <= day:
-            consented.append(pending_consented.pop(0)[0])
+        while consent_queue and consent_queue[0][1] <= day:
+            consented.append(consent_queue.popleft()[0])
         batch += 1
         flow_at, use_at = day + timedelta(hours=1), day + timedelta(hours=3)
         for source, carried in ((AUTH, secured), (NEWSLETTER, consented)):
