@@ -153,14 +153,19 @@ def alerts(
     as_json: JsonOption = False,
     limit: Annotated[int | None, typer.Option(help="show at most this many")] = 20,
     follow: Annotated[bool, typer.Option(help="consume the Kafka alerts topic live")] = False,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="with --follow: replay the topic first")
+    ] = False,
 ) -> None:
     """List alerts with their evidence paths (or follow them live from Kafka)."""
     if follow:
         from streams.alerts_follow import follow_alerts
 
-        settings = load_settings()
-        for alert in follow_alerts(settings):
-            print(alert.model_dump_json() if as_json else describe(alert), flush=True)
+        try:
+            for alert in follow_alerts(load_settings(), from_beginning=from_beginning):
+                print(alert.model_dump_json() if as_json else describe(alert), flush=True)
+        except LineageError as exc:
+            raise _fail(str(exc)) from None
         return
     with _service(as_json) as service:
         found = service.alerts()

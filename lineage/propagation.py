@@ -90,8 +90,11 @@ class PropagationPass:
                 self._facts[ref] = found.get(ref, _UNKNOWN)
 
     def _about(self, identifier: str) -> IdentifierFacts:
-        self._prefetch((identifier,))
-        return self._facts[identifier]
+        facts = self._facts.get(identifier)
+        if facts is None:
+            self._prefetch((identifier,))
+            facts = self._facts[identifier]
+        return facts
 
     def _stored(self, identifier: str, dataset: str) -> dict[str, Copy]:
         pair = (identifier, dataset)
