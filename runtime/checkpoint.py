@@ -4,13 +4,29 @@ on open, events after that position are re-applied (idempotently), so a crash lo
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from graph.networkx_store import NetworkxStore
 
 FORMAT = 1
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Millions of small objects: the cyclic GC would rescan them all, over and over, while
+    (un)pickling (measured at 1M identifiers: load 80 s -> 30 s, save 74 s -> 50 s)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def load(path: Path) -> tuple[NetworkxStore, int]:
