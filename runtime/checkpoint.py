@@ -32,8 +32,8 @@ def _no_gc() -> Iterator[None]:
 def load(path: Path) -> tuple[NetworkxStore, int]:
     if not path.exists():
         return NetworkxStore(), 0
-    with path.open("rb") as handle:
-        data = pickle.load(handle)
+    with path.open("rb") as handle, _no_gc():
+        data = pickle.load(handle)  # our own file, written below with mode 0600
     if data.get("format") != FORMAT:
         return NetworkxStore(), 0
     return data["store"], int(data["seq"])
@@ -42,7 +42,7 @@ def load(path: Path) -> tuple[NetworkxStore, int]:
 def save(path: Path, store: NetworkxStore, seq: int) -> None:
     temporary = path.with_suffix(".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
+    with os.fdopen(fd, "wb") as handle, _no_gc():
         pickle.dump(
             {"format": FORMAT, "store": store, "seq": seq}, handle, protocol=pickle.HIGHEST_PROTOCOL
         )
