@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from lineage.alerts import Alert
 from lineage.events import Event, IdentifierCollected, dump_event
@@ -32,6 +33,7 @@ from lineage.reference_case import (
     ReferenceCase,
 )
 from streams.alerts_follow import follow_alerts
+from streams.faust_app import projector_group_id
 from streams.kafka_log import ensure_topics, partition_key
 from streams.projector import OUTBOX_BATCH
 from tests.integration.conftest import ROOT, Pipeline, Reference
@@ -194,6 +196,34 @@ def test_a_killed_worker_resumes_without_loss(
     # At-least-once: only a kill between Kafka's ack and mark_published re-sends, one batch.
     assert len(published) - len(set(published)) <= OUTBOX_BATCH
     assert max(Counter(published).values()) <= 2
+
+
+def test_two_workers_split_the_partitions_and_build_the_same_graph(
+    pipeline: Pipeline, case_events: list[Event], reference: Reference
+) -> None:
+    """Scale-out: two workers in one consumer group, each applying its partitions
+    concurrently into the one Neo4j, end with exactly the graph and alerts of one worker."""
+    pipeline.start_worker()
+    pipeline.start_worker()
+    group = projector_group_id(pipeline.settings)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            info = pipeline.admin.describe_groups([group])[group]
+        except KafkaError as exc:  # a fresh broker may still be electing the coordinator
+            if not exc.retriable:
+                raise
+            info = {}
+        if info.get("group_state") == "Stable" and len(info.get("members", [])) == 2:
+            break
+        assert time.monotonic() < deadline, f"group never had two members: {info}"
+        time.sleep(0.5)
+    pipeline.produce(case_events)
+    pipeline.wait_caught_up()
+    assert all(worker.poll() is None for worker in pipeline.workers), pipeline.worker_output()
+    assert pipeline.store.snapshot() == reference.snapshot
+    published = pipeline.published_alert_ids()
+    assert set(published) == {alert.alert_id for alert in reference.alerts}
 
 
 def test_from_beginning_replays_the_log_into_an_emptied_graph(
