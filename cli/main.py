@@ -24,7 +24,13 @@ from runtime.service import LineageService
 from runtime.settings import load_settings
 from runtime.sinks import AlertSink, JsonlFileSink, StreamSink, describe
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Lineage of personal data: where did this phone number, collected for security, end "
+    "up? Embedded by default; set LINEAGE_KAFKA_BOOTSTRAP / LINEAGE_NEO4J_URI for production. "
+    "Every command has --json.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console(stderr=False)
 errors = Console(stderr=True)
 
