@@ -198,6 +198,35 @@ def test_a_killed_worker_resumes_without_loss(
     assert max(Counter(published).values()) <= 2
 
 
+def test_cli_ingest_to_kafka_feeds_the_worker(
+    pipeline: Pipeline, case: ReferenceCase, reference: Reference, tmp_path: Path
+) -> None:
+    """`lineage ingest FILE --kafka` (raw records, bad lines among them) -> worker -> Neo4j."""
+    source = tmp_path / "events.jsonl"
+    lines = [json.dumps(record) for record in case.records]
+    source.write_text("\n".join([*lines[:10], "{broken", *lines[10:]]) + "\n")
+    ingested = subprocess.run(
+        [sys.executable, "-m", "cli.main", "ingest", str(source), "--kafka", "--json"],
+        cwd=ROOT,
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ingested.returncode == 0, ingested.stderr
+    result = json.loads(ingested.stdout)
+    assert result["accepted"] == len(lines)
+    assert [r["line"] for r in result["rejected"]] == [11]
+    assert result["alerts"] == []  # producing only: the worker raises them
+    pipeline.start_worker()
+    pipeline.wait_caught_up()
+    assert pipeline.store.snapshot() == reference.snapshot
+    assert set(pipeline.published_alert_ids()) == {a.alert_id for a in reference.alerts}
+    (letter,) = pipeline.read_topic(pipeline.settings.deadletter_topic)
+    assert letter.value == b"{broken"
+
+
 def test_two_workers_split_the_partitions_and_build_the_same_graph(
     pipeline: Pipeline, case_events: list[Event], reference: Reference
 ) -> None:
