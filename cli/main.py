@@ -275,6 +275,11 @@ def demo(
         f"{expected} routed to ads before the fix on {FIX:%Y-%m-%d})."
     )
     console.print(f"Alerts for events after the fix: {len(after_fix)}.")
+    if ingested.duplicates or summary.affected_subjects != expected:
+        console.print(
+            "[yellow]Note:[/] this store already held events (an earlier demo or real data); "
+            "the counts cover all of it. Use a fresh LINEAGE_HOME for a clean comparison."
+        )
     console.print(
         "Try: lineage trace <email>   (demo emails look like userN@example.com, N < users)"
     )

@@ -69,6 +69,7 @@ def _phone(rng: random.Random) -> str:
 
 def generate(users: int = 2_000, seed: int = 7, period_days: int = 7) -> ReferenceCase:
     rng = random.Random(seed)
+    tag = f"refcase-s{seed}-u{users}"  # event ids are unique per generated history
     records: list[dict[str, Any]] = []
     truth = GroundTruth()
     pending_sync: list[tuple[dict[str, str], str, datetime]] = []  # security ids awaiting sync
@@ -83,7 +84,7 @@ def generate(users: int = 2_000, seed: int = 7, period_days: int = 7) -> Referen
         records.append(
             {
                 "type": "IdentifierCollected",
-                "event_id": f"collect-{acct}-{n}",
+                "event_id": f"{tag}:collect-{acct}-{n}",
                 "event_time": _iso(when),
                 "producer": dataset.split(":")[0] + "-service",
                 "dataset": dataset,
@@ -133,7 +134,7 @@ def generate(users: int = 2_000, seed: int = 7, period_days: int = 7) -> Referen
                 records.append(
                     {
                         "type": "DataFlowed",
-                        "event_id": f"sync-{source}-{batch}",
+                        "event_id": f"{tag}:sync-{source}-{batch}",
                         "event_time": _iso(flow_at),
                         "producer": "ads-platform",
                         "source": source,
@@ -146,7 +147,7 @@ def generate(users: int = 2_000, seed: int = 7, period_days: int = 7) -> Referen
             records.append(
                 {
                     "type": "DataUsed",
-                    "event_id": f"match-{batch}",
+                    "event_id": f"{tag}:match-{batch}",
                     "event_time": _iso(use_at),
                     "producer": "ads-platform",
                     "dataset": ADS,
@@ -161,7 +162,7 @@ def generate(users: int = 2_000, seed: int = 7, period_days: int = 7) -> Referen
         records.append(
             {
                 "type": "DataFlowed",
-                "event_id": f"backup-{day.date()}",
+                "event_id": f"{tag}:backup-{day.date()}",
                 "event_time": _iso(day),
                 "producer": "warehouse",
                 "source": AUTH,
@@ -173,7 +174,7 @@ def generate(users: int = 2_000, seed: int = 7, period_days: int = 7) -> Referen
     records.append(
         {
             "type": "DataUsed",
-            "event_id": "fraud-training-1",
+            "event_id": f"{tag}:fraud-training",
             "event_time": _iso(FIX),
             "producer": "warehouse",
             "dataset": BACKUP,

@@ -28,7 +28,7 @@ from runtime.settings import Settings
 from runtime.sinks import AlertSink
 from runtime.wiring import build_policy, build_pseudonymizer
 from streams.local_log import LocalEventLog
-from streams.log import EventLog
+from streams.log import Appended, EventLog
 
 BATCH = 1_000
 Progress = Callable[[int], None]
@@ -143,16 +143,16 @@ class LineageService:
         return delivered
 
     # -- ingest --------------------------------------------------------------------------
-    def record(self, events: Sequence[Event]) -> tuple[int, list[Alert]]:
-        """Append durably; apply at once when the log is local. Returns (new events, alerts)."""
-        fresh = self.log.append(events)
+    def record(self, events: Sequence[Event]) -> tuple[Appended, list[Alert]]:
+        """Append durably, then, when the log is local, apply what was new at once."""
+        appended = self.log.append(events)
         alerts: list[Alert] = []
-        if self.local_log is not None and fresh:
-            alerts = self.tracker.apply(fresh)
+        if self.local_log is not None and appended.fresh:
+            alerts = self.tracker.apply(appended.fresh)
             self._applied_seq = self.local_log.last_seq()
             self._dirty = True
             self.publish()
-        return len(fresh), alerts
+        return appended, alerts
 
     def ingest(
         self,
@@ -161,13 +161,21 @@ class LineageService:
         progress: Progress | None = None,
     ) -> IngestReport:
         report = IngestReport()
-        pending: list[Event] = []
+        pending: list[tuple[int, bytes, Event]] = []
         observed = datetime.now(UTC)
 
+        def reject(number: int, raw: bytes, reason: str) -> None:
+            report.rejected.append(Rejection(number, reason))
+            self.log.dead_letter(raw.rstrip(b"\r\n"), reason, f"{origin}:{number}")
+
         def flush() -> None:
-            new, alerts = self.record(pending)
-            report.accepted += new
-            report.duplicates += len(pending) - new
+            appended, alerts = self.record([event for _, _, event in pending])
+            conflicting = {id(event) for event in appended.conflicts}
+            for number, raw, event in pending:
+                if id(event) in conflicting:
+                    reject(number, raw, f"event id {event.event_id!r} reused with other content")
+            report.accepted += len(appended.fresh)
+            report.duplicates += len(pending) - len(appended.fresh) - len(conflicting)
             report.alerts += alerts
             pending.clear()
 
@@ -177,15 +185,14 @@ class LineageService:
                 progress(1)
             if not line.strip():
                 continue
+            raw = line.encode() if isinstance(line, str) else line
             try:
                 event = self.parser.parse_line(line, observed)
                 self.tracker.check(event)
             except InvalidEventError as exc:
-                report.rejected.append(Rejection(number, exc.reason))
-                raw = line.encode() if isinstance(line, str) else line
-                self.log.dead_letter(raw.rstrip(b"\r\n"), exc.reason, f"{origin}:{number}")
+                reject(number, raw, exc.reason)
                 continue
-            pending.append(event)
+            pending.append((number, raw, event))
             if len(pending) >= BATCH:
                 flush()
         if pending:

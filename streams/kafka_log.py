@@ -17,6 +17,7 @@ from kafka.errors import KafkaError, NoError
 from lineage.errors import StoreError
 from lineage.events import DataFlowed, DataUsed, Event, dump_event
 from runtime.settings import Settings
+from streams.log import Appended
 from streams.topics import ORIGIN_HEADER, REASON_HEADER
 
 log = logging.getLogger(__name__)
@@ -138,13 +139,13 @@ class KafkaEventLog:
         ensure_topics(settings)
         return cls(settings)
 
-    def append(self, events: Sequence[Event]) -> list[Event]:
+    def append(self, events: Sequence[Event]) -> Appended:
         futures = [
             self._send(self._events_topic, dump_event(event).encode(), partition_key(event))
             for event in events
         ]
         self._wait(futures, "append to the event log")
-        return list(events)
+        return Appended(list(events))  # Kafka cannot tell; the graph's merges make them no-ops
 
     def dead_letter(self, raw: bytes, reason: str, origin: str) -> None:
         headers = [(REASON_HEADER, reason.encode()), (ORIGIN_HEADER, origin.encode())]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lineage.errors import StoreError
 from lineage.events import Event, dump_event, micros, parse_event
+from streams.log import Appended
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -56,8 +57,9 @@ class LocalEventLog:
         path.chmod(0o600)
         self.path = path
 
-    def append(self, events: Sequence[Event]) -> list[Event]:
+    def append(self, events: Sequence[Event]) -> Appended:
         fresh: list[Event] = []
+        conflicts: list[Event] = []
         try:
             self._db.execute("BEGIN IMMEDIATE")
             for event in events:
@@ -74,11 +76,21 @@ class LocalEventLog:
                 )
                 if cursor.rowcount:
                     fresh.append(event)
+                elif not self._same_as_stored(event):
+                    conflicts.append(event)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._db.execute("ROLLBACK")
             raise StoreError(f"event log append failed: {exc}") from exc
-        return fresh
+        return Appended(fresh, conflicts)
+
+    def _same_as_stored(self, event: Event) -> bool:
+        """A redelivery (same content; only when we observed it may differ) or a reused id?"""
+        (body,) = self._db.execute(
+            "SELECT body FROM events WHERE event_id = ?", (event.event_id,)
+        ).fetchone()
+        stored = parse_event(body)
+        return stored.model_copy(update={"observed_time": event.observed_time}) == event
 
     def dead_letter(self, raw: bytes, reason: str, origin: str) -> None:
         self._db.execute(

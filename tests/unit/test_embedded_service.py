@@ -114,6 +114,18 @@ def test_malformed_lines_are_rejected_and_good_ones_kept(
         assert letter.raw == line.encode() and reason in letter.reason
 
 
+def test_a_reused_event_id_with_other_content_is_rejected(tmp_path: Path) -> None:
+    first = json.dumps({**GOOD, "event_id": "same"})
+    other = json.dumps({**GOOD, "event_id": "same", "purpose": "essential.fraud_detection"})
+    with _open(tmp_path) as service:
+        assert service.ingest([first]).accepted == 1
+        again = service.ingest([first, other, first])
+        assert (again.accepted, again.duplicates) == (0, 2)
+        (rejection,) = again.rejected
+        assert rejection.line == 2 and "reused with other content" in rejection.reason
+        assert service.local_log is not None and service.local_log.count() == 1
+
+
 def test_production_without_a_key_fails_loudly(tmp_path: Path) -> None:
     from lineage.errors import ConfigurationError
 
