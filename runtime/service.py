@@ -6,6 +6,7 @@ raised in the same call. Production (Kafka log): ingest only produces; the faust
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -130,6 +131,7 @@ class LineageService:
             self._applied_seq = chunk[-1][0]
             self._dirty = True
         self.publish()
+        self._settle()
 
     def publish(self) -> int:
         """Deliver stored-but-unpublished alerts to every sink, then mark them (outbox):
@@ -152,7 +154,15 @@ class LineageService:
             self._applied_seq = self.local_log.last_seq()
             self._dirty = True
             self.publish()
+            self._settle()
         return appended, alerts
+
+    def _settle(self) -> None:
+        """The in-memory graph only grows and holds no reference cycles, so move what survived
+        this batch out of the cyclic GC's reach: otherwise every full collection rescans
+        millions of graph objects (``bench/gc_freeze.py``: 1.65x the rate at 150k users)."""
+        if isinstance(self.store, NetworkxStore):
+            gc.freeze()
 
     def ingest(
         self,
@@ -234,6 +244,7 @@ class LineageService:
         last = 0
         for chunk in batched(log.read(0, observed_since, observed_until), BATCH):
             alerts += self.tracker.apply([event for _, event in chunk])
+            self._settle()
             events += len(chunk)
             last = chunk[-1][0]
             if progress is not None:
