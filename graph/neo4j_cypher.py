@@ -296,14 +296,6 @@ USING INDEX d:Dataset(key)
 RETURN p.key AS purpose, r.job AS job, r.run_at AS run_at, r.run_event_ids AS run_event_ids
 """
 
-CARRIED_FROM: Final = """
-MATCH (i:Identifier {ref: $identifier})-[c:CARRIED_TO]->(t:Dataset)
-USING INDEX i:Identifier(ref)
-WHERE c.source = $dataset
-RETURN t.key AS target, c.job AS job, c.at AS at, c.event_id AS event_id
-ORDER BY at, event_id
-"""
-
 SPECIFIC_USES: Final = """
 MATCH (i:Identifier {ref: $identifier})-[u:USED_IN]->(p:Purpose)
 USING INDEX i:Identifier(ref)

@@ -350,15 +350,6 @@ class Neo4jStore:
         records = self._read("reading uses", cypher.USES_OF, dataset=dataset)
         return [UseEdge(dataset, r["job"], r["purpose"], _runs(r)) for r in records]
 
-    def carried_from(self, identifier: str, dataset: str) -> list[CarriedFlow]:
-        records = self._read(
-            "reading carried flows", cypher.CARRIED_FROM, identifier=identifier, dataset=dataset
-        )
-        return [
-            CarriedFlow(identifier, dataset, r["target"], r["job"], r["at"], r["event_id"])
-            for r in records
-        ]
-
     def specific_uses(self, identifier: str, dataset: str) -> list[SpecificUse]:
         records = self._read(
             "reading specific uses", cypher.SPECIFIC_USES, identifier=identifier, dataset=dataset

@@ -276,9 +276,6 @@ class NetworkxStore:
             for dst, job, runs in self._runs_out(_dataset(dataset), "USED_FOR")
         ]
 
-    def carried_from(self, identifier: str, dataset: str) -> list[CarriedFlow]:
-        return [f for f in self._carried.get(identifier, ()) if f.source == dataset]
-
     def specific_uses(self, identifier: str, dataset: str) -> list[SpecificUse]:
         return [u for u in self._specific.get(identifier, ()) if u.dataset == dataset]
 

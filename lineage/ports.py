@@ -17,8 +17,6 @@ from typing import Protocol, TypeVar
 
 from lineage.alerts import Alert
 from lineage.model import (
-    CarriedFlow,
-    Collection,
     Copy,
     FlowEdge,
     IdentifierFacts,
@@ -45,20 +43,14 @@ class LineageStore(Protocol):
         """Node, copies, carried flows and specific uses of each ref, in one read; refs never
         seen are absent from the result."""
 
-    def copies_of(self, identifier: str, dataset: str) -> list[Copy]: ...
-
     def copies_of_identifier(self, identifier: str) -> list[Copy]: ...
 
     def copies_in(self, dataset: str, after: int | None, upto: int) -> Iterable[Copy]:
         """Copies in ``dataset`` whose ``since`` is in (after, upto]; after=None means -inf."""
 
-    def collections_of(self, identifier: str) -> list[Collection]: ...
-
     def flows_from(self, dataset: str) -> list[FlowEdge]: ...
 
     def uses_of(self, dataset: str) -> list[UseEdge]: ...
-
-    def carried_from(self, identifier: str, dataset: str) -> list[CarriedFlow]: ...
 
     def specific_uses(self, identifier: str, dataset: str) -> list[SpecificUse]: ...
 

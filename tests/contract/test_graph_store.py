@@ -126,8 +126,8 @@ def test_carried_flows_and_specific_uses(store: GraphStore) -> None:
     use = SpecificUse(A, "ads:t", "matcher", f.ADS, 8, "u8")
     assert len(store.apply([AddCarriedFlow(flow), AddSpecificUse(use)])) == 2
     assert store.apply([AddCarriedFlow(flow), AddSpecificUse(use)]) == []
-    assert store.carried_from(A, "auth:db") == [flow]
-    assert store.carried_from(B, "auth:db") == []
+    facts = store.identifier_facts([A, B])
+    assert (facts[A].carried, facts[B].carried) == ((flow,), ())
     assert store.specific_uses(A, "ads:t") == [use]
 
 
@@ -146,7 +146,7 @@ def test_identifier_facts_agree_with_the_single_reads(store: GraphStore) -> None
     assert set(facts) == {A, B}
     assert facts[A].node == store.identifier(A)
     assert set(facts[A].copies) == set(store.copies_of_identifier(A))
-    assert facts[A].carried == tuple(store.carried_from(A, "auth:db"))
+    assert facts[A].carried == (CarriedFlow(A, "auth:db", "ads:t", "sync", 7, "f7"),)
     assert facts[A].specific == tuple(store.specific_uses(A, "ads:t"))
     assert facts[B].node == store.identifier(B) and facts[B].copies == ()
     assert store.identifier_facts([]) == {}

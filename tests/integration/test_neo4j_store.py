@@ -142,7 +142,7 @@ def _operators(plan: Any) -> list[str]:
         (cypher.COPIES_OF, {"identifier": A, "dataset": "d"}, "Expand(Into)"),
         (cypher.IDENTIFIER, {"ref": A}, "NodeUniqueIndexSeek"),
         (cypher.FLOWS_FROM, {"dataset": "d"}, "NodeUniqueIndexSeek"),
-        (cypher.CARRIED_FROM, {"identifier": A, "dataset": "d"}, "NodeUniqueIndexSeek"),
+        (cypher.IDENTIFIER_FACTS, {"refs": [A]}, "NodeUniqueIndexSeek"),
     ],
 )
 def test_hot_path_reads_seek_indexes(

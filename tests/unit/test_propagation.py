@@ -12,6 +12,11 @@ def _tracker(policy: Policy) -> Tracker:
     return Tracker(NetworkxStore(), policy)
 
 
+def _store(tracker: Tracker) -> NetworkxStore:
+    assert isinstance(tracker.store, NetworkxStore)
+    return tracker.store
+
+
 def test_purpose_travels_with_the_copy_not_the_person(policy: Policy) -> None:
     tracker = _tracker(policy)
     alerts = tracker.apply(
@@ -44,7 +49,7 @@ def test_alert_fires_at_the_first_use_and_once(policy: Policy) -> None:
 
 def test_whole_dataset_flow_carries_what_the_source_held_then(policy: Policy) -> None:
     tracker = _tracker(policy)
-    store = tracker.store
+    store = _store(tracker)
     tracker.apply(
         [
             f.collected("c1", "early", "auth:db", f.SECURITY, 1),
@@ -124,7 +129,7 @@ def test_erasure_stops_later_copies_and_uses(policy: Policy) -> None:
         )
         == []
     )
-    assert tracker.store.copies_of(f.ref("zed").ref, "ads:t") == []
+    assert _store(tracker).copies_of(f.ref("zed").ref, "ads:t") == []
 
 
 def test_non_security_origins_never_alert(policy: Policy) -> None:
