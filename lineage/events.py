@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from lineage.identifiers import IdentifierRef
+from lineage.identifiers import DATA_CATEGORIES, IdentifierRef
 
 SCHEMA_VERSION = 1
 PURPOSE_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
@@ -58,8 +58,6 @@ class IdentifierCollected(EventEnvelope):
 
     @property
     def data_category(self) -> str:
-        from lineage.identifiers import DATA_CATEGORIES
-
         return DATA_CATEGORIES[self.identifier.category]
 
 
