@@ -6,25 +6,28 @@ Registered on the main app with :func:`register`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lineage.errors import ConfigurationError, InvalidEventError, LineageError
-from lineage.inbound import InboundParser
+from lineage.inbound import MAX_LINE_BYTES, InboundParser
 from lineage.tracker import check_purposes
-from runtime.service import open_log, open_store
+from runtime.service import LineageService, open_store
 from runtime.settings import Settings, load_settings
+from runtime.sinks import JsonlFileSink
 from runtime.wiring import build_policy, build_pseudonymizer
 
 errors = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}")
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line, no markup
     return typer.Exit(code)
 
 
@@ -67,31 +70,46 @@ def worker(
 
 
 def _require_durable_store(settings: Settings) -> None:
-    """The worker commits offsets once the graph is written: into a graph that dies with the
-    process those events would be gone for good, so in-memory must be asked for by name."""
-    if settings.store_kind == "neo4j":
-        return
-    if settings.store is None:
-        raise ConfigurationError(
-            "the worker needs a durable graph store: set LINEAGE_NEO4J_URI (or, for "
-            "development only, LINEAGE_STORE=networkx: an in-memory graph lost at exit)"
-        )
-    errors.print("[yellow]warning:[/] in-memory graph (LINEAGE_STORE=networkx): development only")
+    """The worker commits offsets once the graph is written, so the graph must be the shared,
+    durable one: the embedded SQLite home belongs to the process that ingests into it."""
+    if settings.store_kind != "neo4j":
+        raise ConfigurationError("the worker writes to Neo4j: set LINEAGE_NEO4J_URI")
+
+
+def record_bytes(record: str | None) -> bytes:
+    """The record as the bytes the producer gave: from stdin for ``-`` (or nothing), so raw
+    identifiers stay out of shell history and ``ps``; an argument's original bytes otherwise
+    (``os.fsencode`` undoes the surrogate escapes of non-UTF-8 arguments, which the parser
+    then rejects as not UTF-8 in one line)."""
+    if record is None or record == "-":
+        # A little over the parser's limit (room for a line ending): larger input is rejected
+        # there without reading all of it.
+        return sys.stdin.buffer.read(MAX_LINE_BYTES + 3)
+    try:
+        return os.fsencode(record)
+    except UnicodeEncodeError:  # a lone surrogate not from surrogateescape: still not UTF-8
+        return record.encode("utf-8", "surrogatepass")
 
 
 def emit(
     record: Annotated[
-        str | None, typer.Argument(help="one raw JSON record; read from stdin when omitted")
+        str | None,
+        typer.Argument(help="one raw JSON record; - (or nothing) reads it from stdin"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Validate and pseudonymize ONE producer record, then append it to the configured log."""
-    raw = record if record is not None else sys.stdin.read()
+    raw = record_bytes(record)
     try:
         settings = load_settings()
+        if settings.log_kind == "local":
+            _emit_local(settings, raw, as_json)
+            return
+        from streams.kafka_log import KafkaEventLog
+
         parser = InboundParser(build_pseudonymizer(settings))
         taxonomy = build_policy(settings).taxonomy
-        log = open_log(settings)
+        log = KafkaEventLog.from_settings(settings)
     except LineageError as exc:
         raise _fail(str(exc)) from None
     try:
@@ -99,7 +117,7 @@ def emit(
             event = parser.parse_line(raw, datetime.now(UTC))
             check_purposes(event, taxonomy)
         except InvalidEventError as exc:
-            log.dead_letter(raw.encode(), exc.reason, "emit")
+            log.dead_letter(raw, exc.reason, "emit")
             if as_json:
                 print(json.dumps({"sent": False, "reason": exc.reason}))
             raise _fail(f"rejected and dead-lettered: {exc.reason}", code=1) from None
@@ -112,6 +130,24 @@ def emit(
         print(json.dumps({"sent": True, "event_id": event.event_id, "type": event.type}))
     else:
         print(f"sent {event.type} {event.event_id} to the {settings.log_kind} event log")
+
+
+def _emit_local(settings: Settings, raw: bytes, as_json: bool) -> None:
+    """Embedded: through the service, like ingest (the home's writer lock, one transaction
+    for the append and its projection, alerts through the outbox)."""
+    sinks = [JsonlFileSink(settings.home / "alerts.jsonl")]
+    with LineageService.open(settings, sinks) as service:
+        report = service.ingest([raw], origin="emit")
+    if report.rejected:
+        reason = report.rejected[0].reason
+        if as_json:
+            print(json.dumps({"sent": False, "reason": reason}))
+        raise _fail(f"rejected and dead-lettered: {reason}", code=1)
+    raised = [a.alert_id for a in report.alerts]
+    if as_json:
+        print(json.dumps({"sent": True, "accepted": report.accepted, "alerts": raised}))
+    else:
+        print(f"recorded {report.accepted} event(s) in the local log; {len(raised)} alert(s)")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,19 +6,20 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli import render
 from cli.kafka_commands import register as register_kafka_commands
-from lineage.errors import ConfigurationError, InvalidEventError, LineageError
+from lineage.errors import ConfigurationError, LineageError
 from lineage.events import event_json_schema
-from lineage.identifiers import guess_category, mask, normalize
+from lineage.identifiers import check_region, guess_category, mask, normalize
 from lineage.reference_case import FIX, generate
 from runtime.service import LineageService
 from runtime.settings import load_settings
@@ -38,7 +39,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable outpu
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}")
+    # One line however narrow the terminal, and reasons quoting patterns such as
+    # '^[a-z0-9_]+$' are text, not rich markup.
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -62,6 +65,49 @@ def _service(
         raise _fail(str(exc)) from None
     finally:
         service.close()
+
+
+def utc_datetime(value: str, option: str = "time") -> datetime:
+    """An ISO 8601 date or date-time from the command line as an aware UTC datetime: naive
+    values are UTC, values with an offset (or ``Z``) are converted to UTC."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time "
+            "(e.g. 2020-01-31, 2020-01-31T12:00:00 or 2020-01-31T12:00:00+02:00)",
+            param_hint=option,
+        ) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise typer.BadParameter(f"{value!r} is out of range in UTC", param_hint=option) from None
+
+
+def read_stdin_identifier(limit: int = 4096) -> str:
+    """``trace -``: the identifier from stdin, so it stays out of shell history and ``ps``."""
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise _fail(f"the identifier on stdin is longer than {limit} bytes")
+    try:
+        text = data.decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        raise _fail("the identifier on stdin is not valid UTF-8") from None
+    if not text:
+        raise _fail("no identifier on stdin")
+    return text
+
+
+def utf8_argument(value: str, what: str) -> str:
+    """Arguments that were not UTF-8 reach Python with surrogate escapes: refuse them in one
+    line (never echoing them) instead of failing later with a traceback."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(f"the {what} is not valid UTF-8") from None
+    return value
 
 
 def _progress(label: str) -> Progress:
@@ -119,7 +165,9 @@ def ingest(
         )
     else:
         for rejection in report.rejected:
-            errors.print(f"[yellow]line {rejection.line}: {rejection.reason}[/]")
+            errors.print(
+                f"[yellow]line {rejection.line}: {escape(rejection.reason)}[/]", soft_wrap=True
+            )
         console.print(
             f"{report.accepted} events recorded, {report.duplicates} already known, "
             f"{len(report.rejected)} rejected, {len(report.alerts)} new alert(s)."
@@ -130,16 +178,28 @@ def ingest(
 
 @app.command()
 def trace(
-    identifier: Annotated[list[str], typer.Argument(help="a phone number or email, as typed")],
+    identifier: Annotated[
+        list[str],
+        typer.Argument(
+            help="a phone number or email, as typed; - reads it from stdin (kept out of shell "
+            "history and ps)"
+        ),
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """Where did this phone number or email go? Datasets, jobs and uses, per origin purpose."""
-    raw = " ".join(identifier)
+    if identifier == ["-"]:
+        raw = read_stdin_identifier()
+    else:
+        raw = utf8_argument(" ".join(identifier), "identifier")
     category = guess_category(raw)
     try:
-        shown = mask(category, normalize(category, raw))
-    except InvalidEventError as exc:
-        raise _fail(exc.reason) from None
+        # The same region the service's pseudonymizer uses (LINEAGE_DEFAULT_REGION), so a
+        # number typed without a country code is accepted here exactly when it can be found.
+        region = check_region(load_settings().default_region)
+        shown = mask(category, normalize(category, raw, region))
+    except LineageError as exc:
+        raise _fail(str(exc)) from None
     with _service(as_json) as service:
         result = service.trace(raw)
     if result is None:
@@ -193,18 +253,30 @@ def report(as_json: JsonOption = False) -> None:
         render.print_report(console, summary)
 
 
+TIME_HELP = "ISO 8601 date or time; without an offset it is UTC"
+
+
 @app.command()
 def replay(
-    since: Annotated[datetime | None, typer.Option(help="re-apply events observed since")] = None,
-    until: Annotated[datetime | None, typer.Option(help="rebuild as of this time")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help=f"re-apply events observed since this time ({TIME_HELP})"),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help=f"rebuild as of this time ({TIME_HELP})")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Rebuild the graph from the durable log (it is a projection of the log)."""
+    observed_since = None if since is None else utc_datetime(since, "--since")
+    observed_until = None if until is None else utc_datetime(until, "--until")
     with _service(as_json) as service, _progress("replaying") as bar:
         task = bar.add_task(
             "replay", total=service.local_log.count() if service.local_log else None
         )
-        result = service.replay(since, until, progress=lambda n: bar.advance(task, n))
+        result = service.replay(
+            observed_since, observed_until, progress=lambda n: bar.advance(task, n)
+        )
         summary = service.report()
     if as_json:
         print(
@@ -317,7 +389,7 @@ def dead_letters(as_json: JsonOption = False) -> None:
         )
     else:
         for row in rows:
-            console.print(f"{row.id} {row.at} {row.origin}: {row.reason}")
+            console.print(escape(f"{row.id} {row.at} {row.origin}: {row.reason}"), soft_wrap=True)
         console.print(f"{len(rows)} dead letter(s).")
 
 
@@ -328,7 +400,7 @@ def main() -> None:  # pragma: no cover - console entry point
     try:
         app()
     except ConfigurationError as exc:
-        errors.print(f"[bold red]configuration error:[/] {exc}")
+        errors.print(f"[bold red]configuration error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
 
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from lineage.alerts import Alert
+from lineage.events import from_micros
 from lineage.report import ViolationReport
 from lineage.trace import Trace, TraceNode
 
@@ -46,8 +47,9 @@ def _branch(tree: Tree, node: TraceNode) -> None:
 def print_trace(console: Console, trace: Trace) -> None:
     ident = trace.identifier
     title = f"[bold]{ident.display or ident.ref[:16]}[/] ({ident.category}, ref {ident.ref[:16]}…)"
-    if ident.erased_at is not None:
-        title += " [yellow]erased[/]"
+    if ident.erasures:
+        last = from_micros(ident.erasures[-1])
+        title += f" [yellow]erased {len(ident.erasures)}x, last {last:%Y-%m-%d}[/]"
     root = Tree(title)
     for origin in trace.origins:
         mark = "[red]security origin[/]" if origin.tracked else "origin"

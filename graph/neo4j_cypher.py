@@ -1,23 +1,37 @@
 """Every Cypher statement ``Neo4jStore`` runs, in one place so the schema can be read at a glance.
 
-Graph shape (labels and types as in :mod:`graph.store`; times are epoch microseconds):
+Graph shape (times are epoch microseconds; ``origin`` is ``<purpose>@<collection dataset>``):
 
-- ``(:Identifier {ref, category, display, erased_at})-[:BELONGS_TO]->(:Subject {ref})``
-- ``(:Identifier)-[:COLLECTED_INTO {purpose, at, event_id}]->(:Dataset {key, system, name})``
-- ``(:Identifier)-[:COPY_IN {origin, dataset, since, event_id, source, job}]->(:Dataset)``
-- ``(:Dataset)-[:FLOWS_TO {job, run_at, run_event_ids}]->(:Dataset)``
-- ``(:Dataset)-[:USED_FOR {job, run_at, run_event_ids}]->(:Purpose {key})``
-- ``(:Identifier)-[:CARRIED_TO {source, job, at, event_id}]->(:Dataset)``
-- ``(:Identifier)-[:USED_IN {dataset, job, at, event_id}]->(:Purpose)``
-- ``(:Job {name})-[:RUNS {mode: 'reads'|'writes'}]->(:Dataset)``
-- ``(:Alert {alert_id, ..., occurred_at, published, raised_at, raised_index, json})``
-  ``-[:ABOUT]->(:Identifier)``
+- ``(:Identifier {ref, category, display, erasures})-[:BELONGS_TO]->(:Subject {ref})``;
+  ``erasures`` is the sorted list of erasure times (rare, so a list property).
+- ``(:Identifier)-[:COLLECTED_INTO {purpose, at, event_id}]->(:Dataset {key, system, name})``,
+  one per collection event.
+- ``(:Identifier)-[:COPY_IN {dataset, origin, epoch, since, hops, event_id, source, job}]
+  ->(:Dataset)``: derived taint, one per (identifier, dataset, origin, epoch).
+- ``(:Dataset)-[:FLOWS_TO {job}]->(:Dataset)``: a whole-dataset flow (one per source, target,
+  job), and ``(:Dataset)-[:FLOW_RUN {source, target, job, at, event_id}]->(:Dataset)``: one per
+  run of it (runs are individual records: adding one never rewrites the others).
+- ``(:Dataset)-[:USED_FOR {job}]->(:Purpose {key})`` and
+  ``(:Dataset)-[:USE_RUN {dataset, purpose, job, at, event_id}]->(:Purpose)``: the same for
+  whole-dataset uses.
+- ``(:Identifier)-[:CARRIED_TO {source, job, at, event_id}]->(:Dataset)``: a flow that listed
+  the identifier (to its target dataset).
+- ``(:Identifier)-[:USED_IN {dataset, job, at, event_id}]->(:Purpose)``: a use that listed it.
+- ``(:Job {name})``: every job seen (the job of an edge is a property of it).
+- ``(:Alert {alert_id, revision, status, rule, severity, identifier, origin_dataset,
+  origin_purpose, use_dataset, use_job, use_purpose, occurred_at, json})-[:ABOUT]->
+  (:Identifier)``; ``json`` rebuilds the alert exactly; ``queued_at``/``queued_index`` are set
+  while the alert's latest revision waits in the outbox.
 
-Runs are two parallel lists sorted by (at, event_id). Lookups that name both ends of an edge
-seek both nodes, then match the edge in a ``CALL (a, b)`` subquery: with both ends bound the
-only plan is Expand(Into), which walks the smaller side. A plain pattern lets the planner walk
-a dataset's (possibly millions of) relationships whenever its statistics are stale, e.g.
-right after ``clear`` for a replay.
+Run records repeat their edge's keys (``source``, ``target``, ``job``) so one composite index
+answers "the first run at or after t" and "the latest run before t" with a seek and ``LIMIT 1``
+whatever the number of runs. ``COPY_IN.dataset`` repeats the target's key for the arrivals
+seek (``COPY_IN(dataset, since)``). Lookups that name both ends of a relationship seek both
+nodes, then match it in a subquery (``Expand(Into)``: the cheaper side is walked).
+
+``FETCH``/``FETCH_LOCKING`` and ``WRITE`` take one map parameter (``$r``/``$w``, a list per
+kind): Neo4j keys its plan cache by parameter types, and separate lists would compile a new plan
+for every combination of empty and non-empty kinds. Each fetch or write is one statement.
 """
 
 from __future__ import annotations
@@ -32,295 +46,389 @@ SCHEMA: Final = (
     "CREATE CONSTRAINT job_name IF NOT EXISTS FOR (n:Job) REQUIRE n.name IS UNIQUE",
     "CREATE CONSTRAINT purpose_key IF NOT EXISTS FOR (n:Purpose) REQUIRE n.key IS UNIQUE",
     "CREATE CONSTRAINT alert_id IF NOT EXISTS FOR (n:Alert) REQUIRE n.alert_id IS UNIQUE",
-    # copies_in: equality on the dataset then a range on since, one index seek
+    # arrivals: equality on the dataset then a range on since, one seek
     "CREATE INDEX copy_in_dataset_since IF NOT EXISTS "
     "FOR ()-[r:COPY_IN]-() ON (r.dataset, r.since)",
-    # the outbox: the oldest-raised unpublished alerts straight from the index, in order
-    "CREATE INDEX alert_outbox IF NOT EXISTS "
-    "FOR (n:Alert) ON (n.published, n.raised_at, n.raised_index)",
+    # runs: equality on the edge, then a range on at; (at, event_id) order from the index
+    "CREATE INDEX flow_run_edge_at IF NOT EXISTS "
+    "FOR ()-[r:FLOW_RUN]-() ON (r.source, r.target, r.job, r.at, r.event_id)",
+    "CREATE INDEX use_run_edge_at IF NOT EXISTS "
+    "FOR ()-[r:USE_RUN]-() ON (r.dataset, r.purpose, r.job, r.at, r.event_id)",
+    # the outbox, oldest first, straight from the index (only queued alerts have the keys)
+    "CREATE INDEX alert_outbox IF NOT EXISTS FOR (n:Alert) ON (n.queued_at, n.queued_index)",
 )
 AWAIT_INDEXES: Final = "CALL db.awaitIndexes($seconds)"
 
-# -- apply: one write transaction, PREPARE then (if anything changed) WRITE -----------------
+# -- fetch -----------------------------------------------------------------------------------
 
-#: Both statements take one map parameter ``$batch`` (a list per kind): Neo4j keys its plan
-#: cache by parameter types, and separate lists would compile a new plan (~0.5 s) for every
-#: combination of empty and non-empty kinds.
-
-#: Merge and lock every node the batch touches (in sorted order), then read the state of every
-#: edge key it touches. The exclusive locks (a scratch property set and removed: the documented
-#: Cypher idiom) serialise concurrent batches on the same keys, so no read-modify-write is lost.
-PREPARE: Final = """
+#: Inside a unit of work, before any read: exclusive locks on the nodes the reads are about
+#: (datasets first, then identifiers, each sorted). Setting and removing a scratch property is
+#: the documented Cypher idiom; Neo4j 5 holds the write lock until the transaction ends, so a
+#: second unit's lock blocks until the first commits, and then reads what it committed. The
+#: ``merge_*`` lists are the state keys of a batch about to be written: MERGE also locks a
+#: node that does not exist yet (through the unique constraint), so two units creating the same
+#: dataset serialize too.
+_LOCKS: Final = """
 CALL () {
-  UNWIND $batch.identifiers AS ref
-  MERGE (i:Identifier {ref: ref})
-  SET i.lock_ = true
-  REMOVE i.lock_
-  RETURN collect({
-    ref: ref, initialised: i.category IS NOT NULL, erased_at: i.erased_at,
-    subjects: COLLECT { MATCH (i)-[:BELONGS_TO]->(s:Subject) RETURN s.ref }
-  }) AS identifiers
-}
-CALL () {
-  UNWIND $batch.datasets AS key
+  UNWIND $r.lock.merge_datasets AS key
   MERGE (d:Dataset {key: key})
-  SET d.lock_ = true
-  REMOVE d.lock_
-  RETURN collect({key: key, initialised: d.system IS NOT NULL}) AS datasets
+  SET d._lock = true
+  REMOVE d._lock
+  RETURN count(d) AS merged_datasets
 }
 CALL () {
-  UNWIND $batch.jobs AS name
-  MERGE (j:Job {name: name})
-  ON CREATE SET j.created_ = true
-  WITH j, name, j.created_ IS NOT NULL AS created
-  SET j.lock_ = true
-  REMOVE j.lock_, j.created_
-  RETURN collect({name: name, created: created}) AS jobs
+  UNWIND $r.lock.datasets AS key
+  MATCH (d:Dataset {key: key})
+  SET d._lock = true
+  REMOVE d._lock
+  RETURN count(d) AS locked_datasets
 }
 CALL () {
-  UNWIND $batch.collections AS k
-  MATCH (i:Identifier {ref: k[0]}), (d:Dataset {key: k[1]})
-  CALL (i, d, k) {
-    MATCH (i)-[c:COLLECTED_INTO {purpose: k[2]}]->(d)
-    RETURN c
-  }
-  RETURN collect([k, c.at, c.event_id]) AS collections
+  UNWIND $r.lock.merge_identifiers AS ref
+  MERGE (i:Identifier {ref: ref})
+  SET i._lock = true
+  REMOVE i._lock
+  RETURN count(i) AS merged_identifiers
 }
 CALL () {
-  UNWIND $batch.flows AS k
-  MATCH (s:Dataset {key: k[0]}), (t:Dataset {key: k[1]})
-  CALL (s, t, k) {
-    MATCH (s)-[r:FLOWS_TO {job: k[2]}]->(t)
-    RETURN r
-  }
-  RETURN collect([k, r.run_at, r.run_event_ids]) AS flows
+  UNWIND $r.lock.identifiers AS ref
+  MATCH (i:Identifier {ref: ref})
+  SET i._lock = true
+  REMOVE i._lock
+  RETURN count(i) AS locked_identifiers
 }
-CALL () {
-  UNWIND $batch.uses AS k
-  MATCH (d:Dataset {key: k[0]}), (p:Purpose {key: k[1]})
-  CALL (d, p, k) {
-    MATCH (d)-[r:USED_FOR {job: k[2]}]->(p)
-    RETURN r
-  }
-  RETURN collect([k, r.run_at, r.run_event_ids]) AS uses
-}
-CALL () {
-  UNWIND $batch.carried AS k
-  MATCH (i:Identifier {ref: k[0]}), (d:Dataset {key: k[1]})
-  WHERE EXISTS {
-    MATCH (i)-[:CARRIED_TO {source: k[2], job: k[3], at: k[4], event_id: k[5]}]->(d)
-  }
-  RETURN collect(k) AS carried
-}
-CALL () {
-  UNWIND $batch.specific AS k
-  MATCH (i:Identifier {ref: k[0]}), (p:Purpose {key: k[1]})
-  WHERE EXISTS {
-    MATCH (i)-[:USED_IN {dataset: k[2], job: k[3], at: k[4], event_id: k[5]}]->(p)
-  }
-  RETURN collect(k) AS specific
-}
-RETURN identifiers, datasets, jobs, collections, flows, uses, carried, specific
 """
 
-#: The final value of every changed key, one UNWIND per kind; nodes exist (PREPARE merged them).
+_COPY: Final = "[d.key, c.origin, c.epoch, c.since, c.hops, c.event_id, c.source, c.job]"
+
+#: What the planner needs about a batch's keys (``lineage.planner.State``).
+_STATE: Final = """
+CALL () {
+  UNWIND $r.state.identifiers AS ref
+  MATCH (i:Identifier {ref: ref})
+  WHERE i.category IS NOT NULL
+  RETURN collect([ref, coalesce(i.erasures, []),
+                  COLLECT { MATCH (i)-[:BELONGS_TO]->(s:Subject) RETURN s.ref }]) AS s_identifiers
+}
+CALL () {
+  UNWIND $r.state.datasets AS key
+  MATCH (d:Dataset {key: key})
+  WHERE d.system IS NOT NULL
+  RETURN collect(key) AS s_datasets
+}
+CALL () {
+  UNWIND $r.state.jobs AS name
+  MATCH (j:Job {name: name})
+  RETURN collect(name) AS s_jobs
+}
+CALL () {
+  UNWIND $r.state.collections AS k
+  MATCH (i:Identifier {ref: k[0]}), (d:Dataset {key: k[1]})
+  WHERE EXISTS {
+    MATCH (i)-[c:COLLECTED_INTO]->(d)
+    WHERE c.purpose = k[2] AND c.at = k[3] AND c.event_id = k[4]
+  }
+  RETURN collect(k) AS s_collections
+}
+CALL () {
+  UNWIND $r.state.flow_edges AS k
+  MATCH (s:Dataset {key: k[0]}), (t:Dataset {key: k[1]})
+  WHERE EXISTS { MATCH (s)-[e:FLOWS_TO]->(t) WHERE e.job = k[2] }
+  RETURN collect(k) AS s_flow_edges
+}
+CALL () {
+  UNWIND $r.state.use_edges AS k
+  MATCH (d:Dataset {key: k[0]}), (p:Purpose {key: k[1]})
+  WHERE EXISTS { MATCH (d)-[e:USED_FOR]->(p) WHERE e.job = k[2] }
+  RETURN collect(k) AS s_use_edges
+}
+CALL () {
+  UNWIND $r.state.flow_runs AS k
+  RETURN collect([k,
+    EXISTS {
+      MATCH ()-[x:FLOW_RUN]->()
+      USING INDEX x:FLOW_RUN(source, target, job, at, event_id)
+      WHERE x.source = k[0] AND x.target = k[1] AND x.job = k[2] AND x.at = k[3]
+        AND x.event_id = k[4]
+    },
+    COLLECT {
+      MATCH ()-[x:FLOW_RUN]->()
+      USING INDEX x:FLOW_RUN(source, target, job, at, event_id)
+      WHERE x.source = k[0] AND x.target = k[1] AND x.job = k[2] AND x.at < k[3]
+        AND x.event_id IS NOT NULL
+      RETURN x.at ORDER BY x.at DESC LIMIT 1
+    }]) AS s_flow_runs
+}
+CALL () {
+  UNWIND $r.state.use_runs AS k
+  RETURN collect([k,
+    EXISTS {
+      MATCH ()-[x:USE_RUN]->()
+      USING INDEX x:USE_RUN(dataset, purpose, job, at, event_id)
+      WHERE x.dataset = k[0] AND x.purpose = k[1] AND x.job = k[2] AND x.at = k[3]
+        AND x.event_id = k[4]
+    },
+    COLLECT {
+      MATCH ()-[x:USE_RUN]->()
+      USING INDEX x:USE_RUN(dataset, purpose, job, at, event_id)
+      WHERE x.dataset = k[0] AND x.purpose = k[1] AND x.job = k[2] AND x.at < k[3]
+        AND x.event_id IS NOT NULL
+      RETURN x.at ORDER BY x.at DESC LIMIT 1
+    }]) AS s_use_runs
+}
+CALL () {
+  UNWIND $r.state.carried AS k
+  MATCH (i:Identifier {ref: k[0]}), (t:Dataset {key: k[2]})
+  WHERE EXISTS {
+    MATCH (i)-[c:CARRIED_TO]->(t)
+    WHERE c.source = k[1] AND c.job = k[3] AND c.at = k[4] AND c.event_id = k[5]
+  }
+  RETURN collect(k) AS s_carried
+}
+CALL () {
+  UNWIND $r.state.specific AS k
+  MATCH (i:Identifier {ref: k[0]}), (p:Purpose {key: k[2]})
+  WHERE EXISTS {
+    MATCH (i)-[u:USED_IN]->(p)
+    WHERE u.dataset = k[1] AND u.job = k[3] AND u.at = k[4] AND u.event_id = k[5]
+  }
+  RETURN collect(k) AS s_specific
+}
+"""
+
+#: What propagation reads, each kind keyed as in ``lineage.ports.Request``.
+_READS: Final = f"""
+CALL () {{
+  UNWIND $r.identifiers AS ref
+  MATCH (i:Identifier {{ref: ref}})
+  WHERE i.category IS NOT NULL
+  RETURN collect([ref, i.category, i.display, coalesce(i.erasures, []),
+                  COLLECT {{ MATCH (i)-[:BELONGS_TO]->(s:Subject) RETURN s.ref }}]) AS identifiers
+}}
+CALL () {{
+  UNWIND $r.copies AS k
+  MATCH (i:Identifier {{ref: k[0]}}), (d:Dataset {{key: k[1]}})
+  CALL (i, d) {{
+    MATCH (i)-[c:COPY_IN]->(d)
+    RETURN c
+  }}
+  RETURN collect([k[0], {_COPY}]) AS copies
+}}
+CALL () {{
+  UNWIND $r.carried AS k
+  MATCH (i:Identifier {{ref: k[0]}})-[c:CARRIED_TO]->(t:Dataset)
+  WHERE c.source = k[1]
+  RETURN collect([k[0], k[1], t.key, c.job, c.at, c.event_id]) AS carried
+}}
+CALL () {{
+  UNWIND $r.specific AS k
+  MATCH (i:Identifier {{ref: k[0]}})-[u:USED_IN]->(p:Purpose)
+  WHERE u.dataset = k[1]
+  RETURN collect([k[0], k[1], u.job, p.key, u.at, u.event_id]) AS specific
+}}
+CALL () {{
+  UNWIND $r.flows AS k
+  MATCH (s:Dataset {{key: k[0]}})-[e:FLOWS_TO]->(t:Dataset)
+  CALL (k, e, t) {{
+    MATCH ()-[x:FLOW_RUN]->()
+    USING INDEX x:FLOW_RUN(source, target, job, at, event_id)
+    WHERE x.source = k[0] AND x.target = t.key AND x.job = e.job AND x.at >= k[1]
+      AND x.event_id IS NOT NULL
+    RETURN x ORDER BY x.at, x.event_id LIMIT 1
+  }}
+  RETURN collect([k[0], k[1], t.key, e.job, x.at, x.event_id]) AS flows
+}}
+CALL () {{
+  UNWIND $r.uses AS k
+  MATCH (d:Dataset {{key: k[0]}})-[e:USED_FOR]->(p:Purpose)
+  CALL (k, e, p) {{
+    MATCH ()-[x:USE_RUN]->()
+    USING INDEX x:USE_RUN(dataset, purpose, job, at, event_id)
+    WHERE x.dataset = k[0] AND x.purpose = p.key AND x.job = e.job AND x.at >= k[1]
+      AND x.event_id IS NOT NULL
+    RETURN x ORDER BY x.at, x.event_id LIMIT 1
+  }}
+  RETURN collect([k[0], k[1], p.key, e.job, x.at, x.event_id]) AS uses
+}}
+CALL () {{
+  UNWIND $r.arrivals AS k
+  MATCH (i:Identifier)-[c:COPY_IN]->(d:Dataset)
+  USING INDEX c:COPY_IN(dataset, since)
+  WHERE c.dataset = k[0] AND c.since > k[1] AND c.since <= k[2]
+  RETURN collect([k, i.ref, {_COPY}]) AS arrivals
+}}
+CALL () {{
+  UNWIND $r.histories AS ref
+  MATCH (i:Identifier {{ref: ref}})
+  RETURN collect([ref,
+    COLLECT {{
+      MATCH (i)-[c:COLLECTED_INTO]->(d:Dataset) RETURN [d.key, c.purpose, c.at, c.event_id]
+    }},
+    COLLECT {{ MATCH (i)-[c:COPY_IN]->(d:Dataset) RETURN {_COPY} }},
+    COLLECT {{ MATCH (a:Alert)-[:ABOUT]->(i) RETURN a.alert_id }}]) AS histories
+}}
+CALL () {{
+  UNWIND $r.alerts AS id
+  MATCH (a:Alert {{alert_id: id}})
+  RETURN collect(a.json) AS alerts
+}}
+"""
+
+_RETURN: Final = """
+RETURN s_identifiers, s_datasets, s_jobs, s_collections, s_flow_edges, s_use_edges,
+       s_flow_runs, s_use_runs, s_carried, s_specific, identifiers, copies, carried, specific,
+       flows, uses, arrivals, histories, alerts
+"""
+
+#: A fetch outside a unit of work: read-only, no locks.
+FETCH: Final = _STATE + _READS + _RETURN
+#: A fetch inside a unit of work: lock first, then the same reads.
+FETCH_LOCKING: Final = _LOCKS + _STATE + _READS + _RETURN
+
+# -- write -----------------------------------------------------------------------------------
+
+#: Fact rows (already merged by the planner), then dropped and derived copies, then alerts.
+#: Nodes are MERGEd on their unique keys; per-event records are MERGEd between bound nodes
+#: (a short ``Expand(Into)``), except runs, which an index seek checks first (an edge may
+#: have thousands of runs between the same two nodes).
 WRITE: Final = """
 CALL () {
-  UNWIND $batch.identifier_init AS row
-  MATCH (i:Identifier {ref: row.ref})
+  UNWIND $w.datasets AS row
+  MERGE (d:Dataset {key: row.key})
+  SET d.system = row.system, d.name = row.name
+}
+CALL () {
+  UNWIND $w.identifiers AS row
+  MERGE (i:Identifier {ref: row.ref})
   SET i.category = row.category, i.display = row.display
 }
 CALL () {
-  UNWIND $batch.subjects AS row
-  MATCH (i:Identifier {ref: row.ref})
+  UNWIND $w.subjects AS row
+  MERGE (i:Identifier {ref: row.ref})
   MERGE (s:Subject {ref: row.subject})
   MERGE (i)-[:BELONGS_TO]->(s)
 }
 CALL () {
-  UNWIND $batch.erased AS row
+  UNWIND $w.erasures AS row
   MATCH (i:Identifier {ref: row.ref})
-  SET i.erased_at = row.at
+  SET i.erasures = COLLECT {
+    UNWIND coalesce(i.erasures, []) + row.ats AS at
+    WITH DISTINCT at
+    RETURN at ORDER BY at
+  }
 }
 CALL () {
-  UNWIND $batch.dataset_init AS row
-  MATCH (d:Dataset {key: row.key})
-  SET d.system = row.system, d.name = row.name
+  UNWIND $w.jobs AS row
+  MERGE (:Job {name: row.name})
 }
 CALL () {
-  UNWIND $batch.collections AS row
-  MATCH (i:Identifier {ref: row.ref}), (d:Dataset {key: row.dataset})
-  MERGE (i)-[c:COLLECTED_INTO {purpose: row.purpose}]->(d)
-  SET c.at = row.at, c.event_id = row.event_id
+  UNWIND $w.collections AS row
+  MERGE (i:Identifier {ref: row.ref})
+  MERGE (d:Dataset {key: row.dataset})
+  MERGE (i)-[:COLLECTED_INTO {purpose: row.purpose, at: row.at, event_id: row.event_id}]->(d)
 }
 CALL () {
-  UNWIND $batch.flows AS row
-  MATCH (s:Dataset {key: row.source}), (t:Dataset {key: row.target})
-  MERGE (s)-[r:FLOWS_TO {job: row.job}]->(t)
-  SET r.run_at = row.run_at, r.run_event_ids = row.run_event_ids
+  UNWIND $w.flow_edges AS row
+  MERGE (s:Dataset {key: row.a})
+  MERGE (t:Dataset {key: row.b})
+  MERGE (s)-[:FLOWS_TO {job: row.job}]->(t)
 }
 CALL () {
-  UNWIND $batch.uses AS row
-  MATCH (d:Dataset {key: row.dataset})
+  UNWIND $w.use_edges AS row
+  MERGE (d:Dataset {key: row.a})
+  MERGE (p:Purpose {key: row.b})
+  MERGE (d)-[:USED_FOR {job: row.job}]->(p)
+}
+CALL () {
+  UNWIND $w.flow_runs AS row
+  MATCH (s:Dataset {key: row.a}), (t:Dataset {key: row.b})
+  WHERE NOT EXISTS {
+    MATCH ()-[x:FLOW_RUN]->()
+    USING INDEX x:FLOW_RUN(source, target, job, at, event_id)
+    WHERE x.source = row.a AND x.target = row.b AND x.job = row.job AND x.at = row.at
+      AND x.event_id = row.event_id
+  }
+  CREATE (s)-[:FLOW_RUN {source: row.a, target: row.b, job: row.job, at: row.at,
+                         event_id: row.event_id}]->(t)
+}
+CALL () {
+  UNWIND $w.use_runs AS row
+  MATCH (d:Dataset {key: row.a}), (p:Purpose {key: row.b})
+  WHERE NOT EXISTS {
+    MATCH ()-[x:USE_RUN]->()
+    USING INDEX x:USE_RUN(dataset, purpose, job, at, event_id)
+    WHERE x.dataset = row.a AND x.purpose = row.b AND x.job = row.job AND x.at = row.at
+      AND x.event_id = row.event_id
+  }
+  CREATE (d)-[:USE_RUN {dataset: row.a, purpose: row.b, job: row.job, at: row.at,
+                        event_id: row.event_id}]->(p)
+}
+CALL () {
+  UNWIND $w.carried AS row
+  MERGE (i:Identifier {ref: row.ref})
+  MERGE (t:Dataset {key: row.target})
+  MERGE (i)-[:CARRIED_TO {source: row.source, job: row.job, at: row.at,
+                          event_id: row.event_id}]->(t)
+}
+CALL () {
+  UNWIND $w.specific AS row
+  MERGE (i:Identifier {ref: row.ref})
   MERGE (p:Purpose {key: row.purpose})
-  MERGE (d)-[r:USED_FOR {job: row.job}]->(p)
-  SET r.run_at = row.run_at, r.run_event_ids = row.run_event_ids
+  MERGE (i)-[:USED_IN {dataset: row.dataset, job: row.job, at: row.at,
+                       event_id: row.event_id}]->(p)
 }
 CALL () {
-  UNWIND $batch.runs AS row
-  MATCH (j:Job {name: row.job}), (d:Dataset {key: row.dataset})
-  MERGE (j)-[:RUNS {mode: row.mode}]->(d)
+  UNWIND $w.dropped AS ref
+  MATCH (:Identifier {ref: ref})-[c:COPY_IN]->()
+  DELETE c
 }
 CALL () {
-  UNWIND $batch.carried AS row
-  MATCH (i:Identifier {ref: row.ref}), (d:Dataset {key: row.target})
-  MERGE (i)-[:CARRIED_TO {source: row.source, job: row.job, at: row.at, event_id: row.event_id}]
-        ->(d)
+  UNWIND $w.copies AS row
+  MERGE (i:Identifier {ref: row.identifier})
+  MERGE (d:Dataset {key: row.dataset})
+  MERGE (i)-[c:COPY_IN {origin: row.origin, epoch: row.epoch}]->(d)
+  WITH c, row
+  WHERE c.since IS NULL OR row.since < c.since
+     OR (row.since = c.since AND (row.hops < c.hops
+         OR (row.hops = c.hops AND row.event_id < c.event_id)))
+  SET c.dataset = row.dataset, c.since = row.since, c.hops = row.hops,
+      c.event_id = row.event_id, c.source = row.source, c.job = row.job
 }
 CALL () {
-  UNWIND $batch.specific AS row
-  MATCH (i:Identifier {ref: row.ref})
-  MERGE (p:Purpose {key: row.purpose})
-  MERGE (i)-[:USED_IN {dataset: row.dataset, job: row.job, at: row.at, event_id: row.event_id}]
-        ->(p)
+  UNWIND $w.alerts AS row
+  MERGE (a:Alert {alert_id: row.alert_id})
+  SET a.queued_at = datetime.transaction(), a.queued_index = row.index
+  WITH a, row
+  WHERE a.revision IS NULL OR row.revision > a.revision
+  SET a += row.props
+  MERGE (i:Identifier {ref: row.props.identifier})
+  MERGE (a)-[:ABOUT]->(i)
 }
 """
 
-# -- copies and alerts -----------------------------------------------------------------------
+# -- operator reads --------------------------------------------------------------------------
 
-PUT_COPIES: Final = """
-UNWIND $rows AS row
-MERGE (i:Identifier {ref: row.identifier})
-MERGE (d:Dataset {key: row.dataset})
-MERGE (i)-[c:COPY_IN {origin: row.origin}]->(d)
-WITH c, row
-WHERE c.since IS NULL OR row.since < c.since
-   OR (row.since = c.since AND row.event_id < c.event_id)
-SET c.dataset = row.dataset, c.since = row.since, c.event_id = row.event_id,
-    c.source = row.source, c.job = row.job
-"""
-
-#: ``fresh`` is true only for the rows this statement created (the marker never outlives it),
-#: which stays exact when another transaction stores the same alert concurrently.
-ADD_ALERTS: Final = """
-UNWIND $rows AS row
-MERGE (a:Alert {alert_id: row.alert_id})
-ON CREATE SET a += row.props, a.published = false, a.created_ = true,
-              a.raised_at = datetime.transaction().epochMillis, a.raised_index = row.index
-WITH a, row, a.created_ IS NOT NULL AS fresh
-REMOVE a.created_
-MERGE (i:Identifier {ref: row.props.identifier})
-MERGE (a)-[:ABOUT]->(i)
-RETURN row.alert_id AS alert_id, fresh
-"""
-
-# -- reads -----------------------------------------------------------------------------------
-
-IDENTIFIER: Final = """
-MATCH (i:Identifier {ref: $ref})
-RETURN i.category AS category, i.display AS display, i.erased_at AS erased_at,
-       COLLECT { MATCH (i)-[:BELONGS_TO]->(s:Subject) RETURN s.ref } AS subjects
-"""
-
-#: One round trip for a whole batch of identifiers: what propagation reads about each.
-IDENTIFIER_FACTS: Final = """
-UNWIND $refs AS ref
-MATCH (i:Identifier {ref: ref})
-RETURN i.ref AS ref, i.category AS category, i.display AS display, i.erased_at AS erased_at,
-       COLLECT { MATCH (i)-[:BELONGS_TO]->(s:Subject) RETURN s.ref } AS subjects,
-       COLLECT {
-         MATCH (i)-[c:COPY_IN]->(d:Dataset)
-         RETURN [d.key, c.origin, c.since, c.event_id, c.source, c.job]
-       } AS copies,
-       COLLECT {
-         MATCH (i)-[c:CARRIED_TO]->(t:Dataset)
-         RETURN [c.source, t.key, c.job, c.at, c.event_id]
-       } AS carried,
-       COLLECT {
-         MATCH (i)-[u:USED_IN]->(p:Purpose)
-         RETURN [u.dataset, u.job, p.key, u.at, u.event_id]
-       } AS specific
-"""
-
-_COPY_FIELDS = (
-    "c.origin AS origin, c.since AS since, c.event_id AS event_id, c.source AS source, c.job AS job"
-)
-
-COPIES_OF: Final = f"""
-MATCH (i:Identifier {{ref: $identifier}}), (d:Dataset {{key: $dataset}})
-CALL (i, d) {{
-  MATCH (i)-[c:COPY_IN]->(d)
-  RETURN c
-}}
-RETURN i.ref AS identifier, d.key AS dataset, {_COPY_FIELDS}
-"""
-
-COPIES_OF_IDENTIFIER: Final = f"""
-MATCH (i:Identifier {{ref: $identifier}})-[c:COPY_IN]->(d:Dataset)
-USING INDEX i:Identifier(ref)
-RETURN i.ref AS identifier, d.key AS dataset, {_COPY_FIELDS}
-"""
-
-#: Two texts rather than ``$after IS NULL OR ...``: each keeps a pure range the index can seek.
-#: Ordered like the networkx store, so propagation visits copies in the same order.
-COPIES_IN_UPTO: Final = f"""
-MATCH (i:Identifier)-[c:COPY_IN]->(d:Dataset)
-USING INDEX c:COPY_IN(dataset, since)
-WHERE c.dataset = $dataset AND c.since <= $upto
-RETURN i.ref AS identifier, d.key AS dataset, {_COPY_FIELDS}
-ORDER BY since, identifier, origin
-"""
-
-COPIES_IN_BETWEEN: Final = f"""
-MATCH (i:Identifier)-[c:COPY_IN]->(d:Dataset)
-USING INDEX c:COPY_IN(dataset, since)
-WHERE c.dataset = $dataset AND c.since > $after AND c.since <= $upto
-RETURN i.ref AS identifier, d.key AS dataset, {_COPY_FIELDS}
-ORDER BY since, identifier, origin
-"""
-
-COLLECTIONS_OF: Final = """
-MATCH (i:Identifier {ref: $identifier})-[c:COLLECTED_INTO]->(d:Dataset)
-USING INDEX i:Identifier(ref)
-RETURN d.key AS dataset, c.purpose AS purpose, c.at AS at, c.event_id AS event_id
-"""
-
-FLOWS_FROM: Final = """
-MATCH (s:Dataset {key: $dataset})-[r:FLOWS_TO]->(t:Dataset)
-USING INDEX s:Dataset(key)
-RETURN t.key AS target, r.job AS job, r.run_at AS run_at, r.run_event_ids AS run_event_ids
-"""
-
-USES_OF: Final = """
-MATCH (d:Dataset {key: $dataset})-[r:USED_FOR]->(p:Purpose)
-USING INDEX d:Dataset(key)
-RETURN p.key AS purpose, r.job AS job, r.run_at AS run_at, r.run_event_ids AS run_event_ids
-"""
-
-SPECIFIC_USES: Final = """
-MATCH (i:Identifier {ref: $identifier})-[u:USED_IN]->(p:Purpose)
-USING INDEX i:Identifier(ref)
-WHERE u.dataset = $dataset
-RETURN p.key AS purpose, u.job AS job, u.at AS at, u.event_id AS event_id
-ORDER BY at, event_id
-"""
-
-ALERTS: Final = "MATCH (a:Alert) RETURN a.json AS json ORDER BY a.occurred_at, a.alert_id"
-ALERT: Final = "MATCH (a:Alert {alert_id: $alert_id}) RETURN a.json AS json"
-
-#: The ``limit`` first raised (transaction time, then position in the call), oldest first:
-#: the networkx store's outbox order, read from the index without sorting the backlog.
-UNPUBLISHED_ALERTS: Final = """
-MATCH (a:Alert) USING INDEX a:Alert(published, raised_at, raised_index)
-WHERE a.published = false AND a.raised_at IS NOT NULL AND a.raised_index IS NOT NULL
-WITH a ORDER BY a.published, a.raised_at, a.raised_index LIMIT $limit
+ALERTS: Final = """
+MATCH (a:Alert)
+WHERE $withdrawn OR a.status = 'active'
 RETURN a.json AS json ORDER BY a.occurred_at, a.alert_id
 """
+ALERT: Final = "MATCH (a:Alert {alert_id: $alert_id}) RETURN a.json AS json"
 
-#: Unknown ids match nothing: marking is idempotent and never fails a sink's retry.
+#: The ``limit`` oldest queued (transaction time, then position in the write), from the index.
+UNPUBLISHED_ALERTS: Final = """
+MATCH (a:Alert) USING INDEX a:Alert(queued_at, queued_index)
+WHERE a.queued_at IS NOT NULL AND a.queued_index IS NOT NULL
+RETURN a.json AS json ORDER BY a.queued_at, a.queued_index LIMIT $limit
+"""
+
+#: Only the revision that was published leaves the outbox; unknown ids match nothing, so
+#: marking is idempotent and never fails a sink's retry.
 MARK_PUBLISHED: Final = """
-UNWIND $alert_ids AS alert_id
-MATCH (a:Alert {alert_id: alert_id})
-SET a.published = true
+UNWIND $rows AS row
+MATCH (a:Alert {alert_id: row.alert_id})
+WHERE a.revision = row.revision
+REMOVE a.queued_at, a.queued_index
 """
 
 # -- snapshot and clear ----------------------------------------------------------------------
@@ -329,7 +437,7 @@ SNAPSHOT: Final = {
     "identifiers": """
         MATCH (i:Identifier) WHERE i.category IS NOT NULL
         RETURN i.ref AS ref, i.category AS category, i.display AS display,
-               i.erased_at AS erased_at,
+               coalesce(i.erasures, []) AS erasures,
                COLLECT { MATCH (i)-[:BELONGS_TO]->(s:Subject) RETURN s.ref } AS subjects
     """,
     "datasets": """
@@ -343,14 +451,14 @@ SNAPSHOT: Final = {
                c.event_id AS event_id
     """,
     "flows": """
-        MATCH (s:Dataset)-[r:FLOWS_TO]->(t:Dataset)
-        RETURN s.key AS source, t.key AS target, r.job AS job, r.run_at AS run_at,
-               r.run_event_ids AS run_event_ids
+        MATCH ()-[r:FLOW_RUN]->()
+        RETURN r.source AS source, r.target AS target, r.job AS job,
+               collect([r.at, r.event_id]) AS runs
     """,
     "uses": """
-        MATCH (d:Dataset)-[r:USED_FOR]->(p:Purpose)
-        RETURN d.key AS dataset, r.job AS job, p.key AS purpose, r.run_at AS run_at,
-               r.run_event_ids AS run_event_ids
+        MATCH ()-[r:USE_RUN]->()
+        RETURN r.dataset AS dataset, r.purpose AS purpose, r.job AS job,
+               collect([r.at, r.event_id]) AS runs
     """,
     "carried": """
         MATCH (i:Identifier)-[c:CARRIED_TO]->(t:Dataset)
@@ -364,9 +472,9 @@ SNAPSHOT: Final = {
     """,
     "copies": f"""
         MATCH (i:Identifier)-[c:COPY_IN]->(d:Dataset)
-        RETURN i.ref AS identifier, d.key AS dataset, {_COPY_FIELDS}
+        RETURN i.ref AS identifier, {_COPY} AS copy
     """,
-    "alerts": "MATCH (a:Alert) RETURN a.alert_id AS alert_id",
+    "alerts": "MATCH (a:Alert) WHERE a.status = 'active' RETURN a.alert_id AS alert_id",
 }
 
 #: Batched so a large graph never needs one huge transaction (must run outside a transaction).

@@ -21,24 +21,14 @@ from lineage.model import (
 )
 from lineage.ports import LineageStore
 
-#: Node labels and relationship types, named once (the README documents them).
-LABELS = ("Identifier", "Subject", "Dataset", "Job", "Purpose", "Alert")
-RELATIONSHIPS = {
-    "BELONGS_TO": "Identifier -> Subject: the pseudonymized account an identifier was given by",
-    "COLLECTED_INTO": "Identifier -> Dataset {purpose, at, event_id}: a collection event",
-    "COPY_IN": "Identifier -> Dataset {origin, since, event_id, source, job}: derived taint",
-    "FLOWS_TO": "Dataset -> Dataset {job, runs}: whole-dataset flow runs",
-    "CARRIED_TO": "Identifier -> Dataset {source, job, at, event_id}: a flow of listed ids",
-    "USED_FOR": "Dataset -> Purpose {job, runs}: whole-dataset use runs",
-    "USED_IN": "Identifier -> Purpose {dataset, job, at, event_id}: a use of listed ids",
-    "RUNS": "Job -> Dataset: the job reads or writes the dataset",
-    "ABOUT": "Alert -> Identifier: the identifier an alert concerns",
-}
-
 
 @dataclass(frozen=True)
 class GraphSnapshot:
-    """A backend-neutral picture of the whole graph, for equality checks across stores."""
+    """A backend-neutral picture of the whole graph, for equality checks across stores.
+
+    ``datasets`` holds (key, system, name); ``FlowEdge.runs``/``UseEdge.runs`` are sorted;
+    ``alerts`` holds the ids of *active* alerts (withdrawn ones are left out).
+    """
 
     identifiers: frozenset[IdentifierNode] = field(default_factory=frozenset)
     datasets: frozenset[tuple[str, str, str]] = field(default_factory=frozenset)
@@ -58,21 +48,30 @@ class GraphSnapshot:
 class GraphStore(LineageStore, Protocol):
     """Adds what operators and tests read, beyond what propagation needs."""
 
-    def copies_of(self, identifier: str, dataset: str) -> list[Copy]: ...
-
-    def collections_of(self, identifier: str) -> list[Collection]: ...
-
     def snapshot(self) -> GraphSnapshot: ...
 
-    def alert(self, alert_id: str) -> Alert | None: ...
+    def alerts(self, include_withdrawn: bool = False) -> list[Alert]:
+        """Stored alerts (latest revision of each), sorted by (occurred_at, alert_id);
+        withdrawn ones only when asked."""
+        ...
+
+    def alert(self, alert_id: str) -> Alert | None:
+        """The latest stored revision of one alert, withdrawn or not."""
+        ...
 
     def unpublished_alerts(self, limit: int = 1_000) -> list[Alert]:
         """Stored alerts not yet confirmed delivered to the sinks (a transactional outbox:
-        an alert is stored with the graph change, published after, then marked), oldest first."""
+        an alert is stored with the graph change, published after, then marked), oldest
+        first, the latest revision of each."""
+        ...
 
-    def mark_published(self, alert_ids: Sequence[str]) -> None: ...
+    def mark_published(self, alerts: Sequence[Alert]) -> None:
+        """Take alerts out of the outbox, each only if the outbox still holds that very
+        revision (a newer revision written meanwhile stays to be published)."""
+        ...
 
     def clear(self) -> None:
         """Delete everything (an empty graph for a replay)."""
+        ...
 
     def close(self) -> None: ...

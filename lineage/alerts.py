@@ -26,12 +26,20 @@ class EvidenceStep(BaseModel):
 
 
 class Alert(BaseModel):
-    """Raised once per (rule, identifier, origin, use): the same path never alerts twice."""
+    """One per (rule, identifier, origin, use); revised, never duplicated.
+
+    ``revision`` grows when the alert's content changes: a strictly earlier violation, a new
+    evidence path, or a withdrawal (an erasure that arrived late makes the violation
+    impossible). Consumers keyed on ``alert_id`` keep the highest revision. Everything but
+    ``revision`` is a function of the set of events (docs/semantics.md).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
     alert_id: str
+    revision: int = Field(default=0, ge=0, description="0 when first raised, +1 per revision")
+    status: Literal["active", "withdrawn"] = "active"
     rule: str
     severity: str
     identifier: str = Field(description="pseudonymized identifier (HMAC-SHA256)")
@@ -45,6 +53,14 @@ class Alert(BaseModel):
     use_purpose: str
     occurred_at: AwareDatetime = Field(description="event time of the first violating use")
     evidence: list[EvidenceStep]
+
+
+    def content(self) -> dict[str, object]:
+        """What order-independence compares: everything except the revision counter."""
+        return self.model_dump(exclude={"revision"})
+
+    def same_content(self, other: Alert) -> bool:
+        return self.content() == other.content()
 
 
 def alert_id(rule: str, identifier: str, origin_key: str, dataset: str, job: str, use: str) -> str:

@@ -9,14 +9,30 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from lineage.identifiers import DATA_CATEGORIES, IdentifierRef
 
 SCHEMA_VERSION = 1
 PURPOSE_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Event and observed times must fall in [EARLIEST, LATEST): exact integer microseconds, and
+#: no sentinel dates (``9999-12-31``) or offsets that overflow when converted to UTC.
+EARLIEST = EPOCH
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 NAME_PATTERN = r"^[A-Za-z0-9_.\-/]+$"
+#: A letter or digit, then letters, digits and ``. _ : -``; 128 characters at most. Content-hash
+#: ids (UUIDs, :mod:`lineage.inbound`) and the reference case's ids (``refcase-s7-u20:match-3``)
+#: match it. No spaces, slashes or control characters: ids appear in logs, keys and Cypher.
+EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 PurposeKey = Annotated[str, Field(min_length=1, max_length=200, pattern=PURPOSE_PATTERN)]
@@ -38,11 +54,31 @@ class DatasetRef(BaseModel):
 class EventEnvelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=128)
+    event_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=EVENT_ID_PATTERN,
+        description="unique id: a letter or digit, then letters, digits and . _ : - "
+        "(128 characters at most)",
+    )
     schema_version: Literal[1] = 1
-    event_time: AwareDatetime = Field(description="when it happened in the producing system")
-    observed_time: AwareDatetime = Field(description="when the tracker first received it")
+    event_time: AwareDatetime = Field(
+        description="when it happened in the producing system "
+        "(from 1970-01-01T00:00:00Z, before 2100-01-01T00:00:00Z)"
+    )
+    observed_time: AwareDatetime = Field(
+        description="when the tracker first received it "
+        "(from 1970-01-01T00:00:00Z, before 2100-01-01T00:00:00Z)"
+    )
     producer: Name
+
+    @field_validator("event_time", "observed_time")
+    @classmethod
+    def _bounded(cls, value: datetime) -> datetime:
+        # Compared as aware datetimes: no conversion, so extreme offsets cannot overflow here.
+        if not EARLIEST <= value < LATEST:
+            raise ValueError("must be from 1970-01-01T00:00:00Z and before 2100-01-01T00:00:00Z")
+        return value
 
 
 class IdentifierCollected(EventEnvelope):

@@ -40,14 +40,28 @@ class IdentifierRef(BaseModel):
 
 
 def normalize_phone(raw: str, default_region: str | None = None) -> str:
-    """E.164 form; numbers without a country code need ``default_region`` (e.g. ``"US"``)."""
+    """E.164 form; numbers without a country code need ``default_region`` (e.g. ``"US"``,
+    any case: ``phonenumbers`` itself only knows upper-case region codes)."""
     try:
-        number = phonenumbers.parse(raw, default_region)
+        number = phonenumbers.parse(raw, default_region.strip().upper() if default_region else None)
     except phonenumbers.NumberParseException as exc:
         raise InvalidIdentifierError(f"invalid phone number: {exc}") from None
     if not phonenumbers.is_valid_number(number):
         raise InvalidIdentifierError("invalid phone number: not a valid number for its region")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_region(region: str | None) -> str | None:
+    """A phone region code (``LINEAGE_DEFAULT_REGION``) in upper case, or a configuration error:
+    a mistyped region would otherwise reject every number typed without a country code."""
+    if region is None or not region.strip():
+        return None
+    code = region.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigurationError(
+            f"unknown phone region {region!r}: use an ISO 3166 code such as US, GB or DE"
+        )
+    return code
 
 
 def normalize_email(raw: str) -> str:
@@ -94,7 +108,7 @@ class Pseudonymizer:
                 f"pseudonymization key must be at least {MIN_KEY_BYTES} bytes, got {len(key)}"
             )
         self._key = key
-        self.default_region = default_region
+        self.default_region = check_region(default_region)
 
     def _digest(self, namespace: str, value: str) -> str:
         message = f"{namespace}:{value}".encode()

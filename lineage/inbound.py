@@ -3,13 +3,19 @@
 This is the only code that sees raw identifier values. It normalizes and pseudonymizes them,
 fills ``observed_time`` and, when a producer sent none, a content-derived ``event_id`` (so
 re-sending the same record is idempotent). Error messages never echo input values.
+
+Raw lines are bounded before they are parsed: at most ``MAX_LINE_BYTES`` of UTF-8 and
+``MAX_DEPTH`` levels of nested objects/arrays, so a hostile line is one clean rejection, never
+a ``RecursionError`` or a parser chewing on megabytes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime
+from itertools import accumulate
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,13 +27,59 @@ from lineage.identifiers import Category, Pseudonymizer
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c4a52-8d4e-4d7c-9a65-2f0a9b7e3c11")
 CATEGORIES: tuple[Category, ...] = ("phone", "email")
 
+#: The largest producer record accepted, in UTF-8 bytes (without the line ending).
+MAX_LINE_BYTES = 1 << 20
+#: The deepest nesting of JSON objects and arrays accepted (a valid event needs 3).
+MAX_DEPTH = 32
+
+_STRING_LITERAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"{": 1, "[": 1, "}": -1, "]": -1}
+_TOO_DEEP = f"not valid JSON: nested deeper than {MAX_DEPTH} levels"
+
+
+def check_line_bounds(line: str | bytes) -> str:
+    """The line as text, or :class:`InvalidEventError` when it is not UTF-8, is larger than
+    ``MAX_LINE_BYTES`` or nests deeper than ``MAX_DEPTH``: checked before JSON parsing."""
+    if isinstance(line, bytes):
+        _check_size(len(line.rstrip(b"\r\n")))
+        try:
+            text = line.decode("utf-8-sig")  # a leading byte-order mark is tolerated
+        except UnicodeDecodeError:
+            raise InvalidEventError("not valid JSON: not UTF-8") from None
+    else:
+        text = line
+        if len(text) > MAX_LINE_BYTES // 4:  # a shorter str cannot exceed the limit in UTF-8
+            try:
+                _check_size(len(text.rstrip("\r\n").encode("utf-8")))
+            except UnicodeEncodeError:
+                raise InvalidEventError("not valid JSON: not UTF-8") from None
+    _check_depth(text)
+    return text
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_LINE_BYTES:
+        raise InvalidEventError(
+            f"record too large: {size:,} bytes, the limit is {MAX_LINE_BYTES:,} (1 MiB)"
+        )
+
+
+def _check_depth(text: str) -> None:
+    if text.count("{") + text.count("[") <= MAX_DEPTH:  # the common case: nothing to scan
+        return
+    brackets = _NOT_BRACKET.sub("", _STRING_LITERAL.sub("", text))
+    if brackets and max(accumulate(map(_DEPTH_STEP.__getitem__, brackets))) > MAX_DEPTH:
+        raise InvalidEventError(_TOO_DEEP)
+
 
 def describe_validation_error(exc: ValidationError) -> str:
     """Field paths and reasons only: pydantic's default text would echo raw input values."""
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
         location = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or "event"
-        parts.append(f"{location}: {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{location}: {message}")
     return "; ".join(dict.fromkeys(parts))
 
 
@@ -36,12 +88,13 @@ class InboundParser:
         self._pseudonymizer = pseudonymizer
 
     def parse_line(self, line: str | bytes, observed: datetime) -> Event:
+        text = check_line_bounds(line)
         try:
-            record = json.loads(line)
+            record = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidEventError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
-        except UnicodeDecodeError:
-            raise InvalidEventError("not valid JSON: not UTF-8") from None
+        except RecursionError:  # unreachable after the depth check; never let it escape
+            raise InvalidEventError(_TOO_DEEP) from None
         return self.parse_record(record, observed)
 
     def parse_record(self, record: Any, observed: datetime) -> Event:
@@ -54,7 +107,7 @@ class InboundParser:
         if isinstance(data.get("identifiers"), list):
             data["identifiers"] = [self._identifier(item) for item in data["identifiers"]]
         if isinstance(data.get("subject"), str):
-            data["subject"] = self._pseudonymizer.subject(data["subject"])
+            data["subject"] = self._pseudonymizer.subject(_unicode(data["subject"], "subject"))
         for field in ("dataset", "source", "target"):
             if isinstance(data.get(field), str):
                 system, sep, name = data[field].partition(":")
@@ -85,5 +138,14 @@ class InboundParser:
         raw = value[category]
         if not isinstance(raw, str):
             raise InvalidEventError(f"identifier: {category} must be a string")
-        ref = self._pseudonymizer.identifier(category, raw)
+        ref = self._pseudonymizer.identifier(category, _unicode(raw, f"identifier.{category}"))
         return ref.model_dump()
+
+
+def _unicode(value: str, field: str) -> str:
+    """Values about to be hashed must encode as UTF-8 (JSON can spell lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEventError(f"{field}: not valid Unicode text") from None
+    return value

@@ -32,6 +32,22 @@ class Origin:
         return cls(dataset=dataset, purpose=purpose)
 
 
+#: The epoch of a copy no erasure precedes (times are bounded to 1970..2100, so >= 0).
+NO_EPOCH = -1
+
+
+def epoch_of(erasures: tuple[int, ...], at: int) -> int:
+    """The life an event at ``at`` belongs to: the latest erasure strictly before it."""
+    index = bisect.bisect_left(erasures, at)
+    return erasures[index - 1] if index > 0 else NO_EPOCH
+
+
+def alive_until(erasures: tuple[int, ...], since: int) -> int | None:
+    """The first erasure at or after ``since``: a copy present at ``since`` dies then."""
+    index = bisect.bisect_left(erasures, since)
+    return erasures[index] if index < len(erasures) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Copy:
     """Identifier ``identifier`` is present in ``dataset`` since ``since``, carrying ``origin``.
@@ -47,11 +63,18 @@ class Copy:
     event_id: str
     source: str | None = None
     job: str | None = None
+    hops: int = 0
+    epoch: int = NO_EPOCH
 
     @property
-    def rank(self) -> tuple[int, str]:
-        """Earlier wins; the event id breaks ties so every processing order agrees."""
-        return (self.since, self.event_id)
+    def rank(self) -> tuple[int, int, str]:
+        """Earlier wins; at one instant fewer same-time hops win (a copy never ranks before its
+        source), then the event id, so every processing order agrees (docs/semantics.md)."""
+        return (self.since, self.hops, self.event_id)
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.identifier, self.dataset, self.origin.key, self.epoch)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -72,12 +95,6 @@ def insert_run(runs: list[Run], run: Run) -> tuple[bool, int | None]:
     before = bisect.bisect_left(runs, Run(run.at, ""))
     runs.insert(index, run)
     return True, runs[before - 1].at if before > 0 else None
-
-
-def first_run_from(runs: tuple[Run, ...], since: int) -> Run | None:
-    """The earliest run at or after ``since`` (runs are sorted)."""
-    index = bisect.bisect_left(runs, Run(since, ""))
-    return runs[index] if index < len(runs) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +147,7 @@ class IdentifierNode:
     category: Category
     display: str | None
     subjects: frozenset[str] = field(default_factory=frozenset)
-    erased_at: int | None = None
+    erasures: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,14 +157,3 @@ class Collection:
     purpose: str
     at: int
     event_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class IdentifierFacts:
-    """Everything propagation reads about one identifier, fetched in one go (one round trip
-    for a whole batch of identifiers on a networked store)."""
-
-    node: IdentifierNode | None
-    copies: tuple[Copy, ...] = ()
-    carried: tuple[CarriedFlow, ...] = ()
-    specific: tuple[SpecificUse, ...] = ()

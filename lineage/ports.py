@@ -1,62 +1,104 @@
-"""What the core needs from a graph store; ``graph.store.GraphStore`` extends it for adapters.
+"""What the core needs from a store: a unit of work, one batched read, one batched write.
 
-Rules every implementation keeps (the contract suite in ``tests/contract`` checks them):
-- ``apply`` merges: a mutation already present changes nothing and is not reported;
-- ``put_copies`` keeps, per (identifier, dataset, origin), the copy of lowest ``rank`` (so
-  concurrent workers cannot replace an earlier arrival with a later one); ``add_alerts`` merges
-  by ``alert_id``;
-- ``atomically`` runs a unit of work as one transaction where the backend has them, so a crash
-  never leaves graph facts stored without the copies and alerts derived from them;
-- reads return what earlier writes stored, in any order unless a method says otherwise.
+The core decides everything (merge rules in :mod:`lineage.planner`, taint and alerts in
+:mod:`lineage.propagation`); a store only answers keyed reads and applies rows. Rules every
+implementation keeps (the contract suite in ``tests/contract`` checks them):
+
+- ``atomically`` runs a unit of work as one transaction, retried as a whole on transient
+  failures; reads inside it see its own writes. On a store shared by several processes, the
+  reads of a unit lock what they read (identifiers and datasets), so two units that could
+  each miss the other's write are serialized instead.
+- ``fetch`` answers every key of a :class:`Request` in one go; keys with nothing stored are
+  absent from (or empty in) the :class:`Facts`.
+- ``write`` applies fact rows (they are already merged), drops the copies of recomputed
+  identifiers, puts copies keeping the lower ``rank`` per ``Copy.key``, and upserts alerts
+  keeping the higher ``revision``; every alert written enters the outbox.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from lineage.alerts import Alert
-from lineage.model import (
-    Copy,
-    FlowEdge,
-    IdentifierFacts,
-    IdentifierNode,
-    SpecificUse,
-    UseEdge,
-)
-from lineage.projection import Change, Mutation
+from lineage.model import CarriedFlow, Collection, Copy, IdentifierNode, Run, SpecificUse
+from lineage.planner import FactRows, State, StateKeys
 
 T = TypeVar("T")
+
+Pair = tuple[str, str]  # (identifier, dataset)
+Since = tuple[str, int]  # (dataset, time)
+Window = tuple[str, int | None, int]  # (dataset, after, upto]; after None = -inf
+
+
+@dataclass(frozen=True, slots=True)
+class FirstRun:
+    """The first run at or after a time of one whole-dataset flow (``to`` = target dataset)
+    or use (``to`` = purpose) by ``job``."""
+
+    to: str
+    job: str
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Everything stored about one identifier: what a recompute starts from."""
+
+    collections: tuple[Collection, ...] = ()
+    copies: tuple[Copy, ...] = ()
+    alert_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class Request:
+    identifiers: set[str] = field(default_factory=set)
+    copies: set[Pair] = field(default_factory=set)
+    carried: set[Pair] = field(default_factory=set)  # (identifier, source dataset)
+    specific: set[Pair] = field(default_factory=set)  # (identifier, used dataset)
+    flows: set[Since] = field(default_factory=set)
+    uses: set[Since] = field(default_factory=set)
+    arrivals: set[Window] = field(default_factory=set)
+    histories: set[str] = field(default_factory=set)
+    alerts: set[str] = field(default_factory=set)
+    state: StateKeys | None = None
+
+    def __bool__(self) -> bool:
+        return self.state is not None or any(
+            (self.identifiers, self.copies, self.carried, self.specific, self.flows,
+             self.uses, self.arrivals, self.histories, self.alerts)
+        )  # fmt: skip
+
+
+@dataclass
+class Facts:
+    identifiers: dict[str, IdentifierNode] = field(default_factory=dict)
+    copies: dict[Pair, list[Copy]] = field(default_factory=dict)
+    carried: dict[Pair, list[CarriedFlow]] = field(default_factory=dict)
+    specific: dict[Pair, list[SpecificUse]] = field(default_factory=dict)
+    flows: dict[Since, list[FirstRun]] = field(default_factory=dict)
+    uses: dict[Since, list[FirstRun]] = field(default_factory=dict)
+    arrivals: dict[Window, list[Copy]] = field(default_factory=dict)
+    histories: dict[str, History] = field(default_factory=dict)
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    state: State | None = None
+
+
+@dataclass
+class Writes:
+    facts: FactRows | None = None
+    dropped: set[str] = field(default_factory=set)  # identifiers whose copies are recomputed
+    copies: list[Copy] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
 
 
 class LineageStore(Protocol):
     def atomically(self, work: Callable[[], T]) -> T:
-        """Run ``work`` (which calls this store) as one all-or-nothing unit, retried as a whole
-        on transient failures; reads inside it see its own writes."""
+        """Run ``work`` (which calls this store) as one all-or-nothing unit."""
 
-    def apply(self, mutations: Sequence[Mutation]) -> list[Change]:
-        """Merge mutations; return those that changed the graph, in order."""
+    def fetch(self, request: Request) -> Facts:
+        """Answer every key of ``request`` in one read."""
 
-    def identifier(self, ref: str) -> IdentifierNode | None: ...
-
-    def identifier_facts(self, refs: Sequence[str]) -> dict[str, IdentifierFacts]:
-        """Node, copies, carried flows and specific uses of each ref, in one read; refs never
-        seen are absent from the result."""
-
-    def copies_of_identifier(self, identifier: str) -> list[Copy]: ...
-
-    def copies_in(self, dataset: str, after: int | None, upto: int) -> Iterable[Copy]:
-        """Copies in ``dataset`` whose ``since`` is in (after, upto]; after=None means -inf."""
-
-    def flows_from(self, dataset: str) -> list[FlowEdge]: ...
-
-    def uses_of(self, dataset: str) -> list[UseEdge]: ...
-
-    def specific_uses(self, identifier: str, dataset: str) -> list[SpecificUse]: ...
-
-    def put_copies(self, copies: Sequence[Copy]) -> None: ...
-
-    def add_alerts(self, alerts: Sequence[Alert]) -> list[Alert]:
-        """Store alerts not seen before (by ``alert_id``); return exactly those."""
-
-    def alerts(self) -> list[Alert]: ...
+    def write(self, writes: Writes) -> None:
+        """Apply rows the core computed (see the module docstring for the merge rules)."""

@@ -1,33 +1,36 @@
 """Incremental taint propagation: touch only what a change makes reachable earlier.
 
-State is one ``Copy`` per (identifier, dataset, origin) holding the earliest time that origin's
-copy of the identifier can be in the dataset. A change (a collection, a flow run, a carried
-identifier, a use) seeds candidate copies; a worklist relaxes them along flows, keeping a
-candidate only when it is strictly earlier than what is stored (Dijkstra-style earliest arrival).
-The fixpoint does not depend on the order events arrive in, which the property tests check
-against a brute-force computation over the final graph.
+State is one ``Copy`` per (identifier, dataset, origin, epoch) holding the least
+``rank = (since, hops, event_id)`` over every derivation (docs/semantics.md). A change (a
+collection, a flow run, a carried identifier, a use) seeds candidates; a worklist relaxes them
+along flows and keeps a candidate when it ranks lower than what is stored, or re-processes the
+copy when it ranks equal (its chain changed upstream, so its evidence must follow). Edges are
+monotone and strictly increasing in rank, so the fixpoint is unique: the result is a function of
+the set of events, whatever their order or batching. An erasure or a new subject recomputes
+that one identifier from its collections instead.
+
+The worklist runs in waves: each wave's reads go to the store as one batched ``fetch``.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lineage.alerts import Alert, EvidenceStep, alert_id
 from lineage.errors import StoreError
-from lineage.events import from_micros
+from lineage.events import from_micros, micros
 from lineage.model import (
+    CarriedFlow,
     Copy,
-    FlowEdge,
-    IdentifierFacts,
     IdentifierNode,
     Origin,
-    UseEdge,
-    first_run_from,
+    SpecificUse,
+    alive_until,
+    epoch_of,
 )
 from lineage.policy import Policy, Rule
-from lineage.ports import LineageStore
+from lineage.ports import Facts, FirstRun, LineageStore, Request, Window, Writes
 from lineage.projection import (
     AddCarriedFlow,
     AddCollection,
@@ -35,21 +38,14 @@ from lineage.projection import (
     AddSpecificUse,
     AddUseRun,
     Change,
+    MarkErased,
+    PutIdentifier,
 )
 
-MAX_EVIDENCE_STEPS = 10_000
-_UNKNOWN = IdentifierFacts(node=None)
+#: Evidence chains strictly decrease in rank, so they end; this only guards a corrupt store.
+MAX_EVIDENCE_STEPS = 100_000
 
-
-def _identifier_of(change: Change) -> str | None:
-    match change.mutation:
-        case AddCollection(collection=c):
-            return c.identifier
-        case AddCarriedFlow(flow=f):
-            return f.identifier
-        case AddSpecificUse(use=u):
-            return u.identifier
-    return None
+CopySlot = tuple[str, int]  # (origin key, epoch) within one (identifier, dataset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,198 +62,346 @@ class _Violation:
         return (self.at, self.event_id)
 
 
+class _Reads:
+    """The pass's view: stored facts (fetched in batches, cached) under its own writes."""
+
+    def __init__(self, store: LineageStore) -> None:
+        self._store = store
+        self.cache = Facts()
+        self.overlay: dict[tuple[str, str], dict[CopySlot, Copy]] = {}
+        self.dropped: set[str] = set()
+        self._absent_nodes: set[str] = set()
+        self._absent_alerts: set[str] = set()
+
+    def load(self, request: Request) -> None:
+        c = self.cache
+        missing = Request(
+            identifiers=request.identifiers - c.identifiers.keys() - self._absent_nodes,
+            copies=request.copies - c.copies.keys(),
+            carried=request.carried - c.carried.keys(),
+            specific=request.specific - c.specific.keys(),
+            flows=request.flows - c.flows.keys(),
+            uses=request.uses - c.uses.keys(),
+            arrivals=request.arrivals - c.arrivals.keys(),
+            histories=request.histories - c.histories.keys(),
+            alerts=request.alerts - c.alerts.keys() - self._absent_alerts,
+        )
+        if not missing:
+            return
+        found = self._store.fetch(missing)
+        c.identifiers.update(found.identifiers)
+        self._absent_nodes |= missing.identifiers - found.identifiers.keys()
+        c.alerts.update(found.alerts)
+        self._absent_alerts |= missing.alerts - found.alerts.keys()
+        for pair in missing.copies:
+            c.copies[pair] = found.copies.get(pair, [])
+        for pair in missing.carried:
+            c.carried[pair] = found.carried.get(pair, [])
+        for pair in missing.specific:
+            c.specific[pair] = found.specific.get(pair, [])
+        for since in missing.flows:
+            c.flows[since] = found.flows.get(since, [])
+        for since in missing.uses:
+            c.uses[since] = found.uses.get(since, [])
+        for window in missing.arrivals:
+            c.arrivals[window] = found.arrivals.get(window, [])
+        for ref in missing.histories:
+            if ref in found.histories:
+                c.histories[ref] = found.histories[ref]
+
+    def node(self, identifier: str) -> IdentifierNode | None:
+        return self.cache.identifiers.get(identifier)
+
+    def erasures(self, identifier: str) -> tuple[int, ...]:
+        node = self.node(identifier)
+        return node.erasures if node is not None else ()
+
+    def copies_at(self, identifier: str, dataset: str) -> dict[CopySlot, Copy]:
+        merged: dict[CopySlot, Copy] = {}
+        if identifier not in self.dropped:
+            merged = {
+                (c.origin.key, c.epoch): c for c in self.cache.copies[(identifier, dataset)]
+            }
+        merged.update(self.overlay.get((identifier, dataset), {}))
+        return merged
+
+    def current(self, copy: Copy) -> Copy | None:
+        return self.copies_at(copy.identifier, copy.dataset).get((copy.origin.key, copy.epoch))
+
+    def overlaid(self, copy: Copy) -> bool:
+        """Changed in this pass (and so relaxed on its own)."""
+        slot = (copy.origin.key, copy.epoch)
+        return slot in self.overlay.get((copy.identifier, copy.dataset), {})
+
+    def carried(self, identifier: str, source: str) -> list[CarriedFlow]:
+        return self.cache.carried[(identifier, source)]
+
+    def specific(self, identifier: str, dataset: str) -> list[SpecificUse]:
+        return self.cache.specific[(identifier, dataset)]
+
+    def flows(self, dataset: str, since: int) -> list[FirstRun]:
+        return self.cache.flows[(dataset, since)]
+
+    def uses(self, dataset: str, since: int) -> list[FirstRun]:
+        return self.cache.uses[(dataset, since)]
+
+    def arrivals(self, window: Window) -> list[Copy]:
+        return [c for c in self.cache.arrivals[window] if c.identifier not in self.dropped]
+
+
+def _within(limit: int | None, at: int) -> bool:
+    return limit is None or at <= limit
+
+
 class PropagationPass:
-    """One propagation over a batch of changes; holds read-your-writes state until flushed."""
+    """One propagation over a batch of changes; returns the alert writes it decided."""
 
     def __init__(self, store: LineageStore, policy: Policy) -> None:
         self._store = store
         self._policy = policy
-        self._overlay: dict[tuple[str, str], dict[str, Copy]] = {}
-        self._loaded: dict[tuple[str, str], dict[str, Copy]] = {}
-        self._flows: dict[str, list[FlowEdge]] = {}
-        self._uses: dict[str, list[UseEdge]] = {}
-        self._facts: dict[str, IdentifierFacts] = {}
-        self._queue: deque[Copy] = deque()
+        self._reads = _Reads(store)
         self._violations: dict[str, _Violation] = {}
 
-    # -- reads through the overlay -------------------------------------------------------
-    def _prefetch(self, identifiers: Iterable[str]) -> None:
-        """Read everything about many identifiers in one store call, not six calls each."""
-        missing = [ref for ref in dict.fromkeys(identifiers) if ref not in self._facts]
-        if missing:
-            found = self._store.identifier_facts(missing)
-            for ref in missing:
-                self._facts[ref] = found.get(ref, _UNKNOWN)
-
-    def _about(self, identifier: str) -> IdentifierFacts:
-        facts = self._facts.get(identifier)
-        if facts is None:
-            self._prefetch((identifier,))
-            facts = self._facts[identifier]
-        return facts
-
-    def _stored(self, identifier: str, dataset: str) -> dict[str, Copy]:
-        pair = (identifier, dataset)
-        found = self._loaded.get(pair)
-        if found is None:
-            copies = self._about(identifier).copies
-            found = self._loaded[pair] = {c.origin.key: c for c in copies if c.dataset == dataset}
-        return found
-
-    def _copy(self, identifier: str, dataset: str, origin_key: str) -> Copy | None:
-        overlaid = self._overlay.get((identifier, dataset))
-        if overlaid and origin_key in overlaid:
-            return overlaid[origin_key]
-        return self._stored(identifier, dataset).get(origin_key)
-
-    def _copies(self, identifier: str, dataset: str) -> list[Copy]:
-        merged = dict(self._stored(identifier, dataset))
-        merged.update(self._overlay.get((identifier, dataset), {}))
-        return list(merged.values())
-
-    def _node(self, identifier: str) -> IdentifierNode | None:
-        return self._about(identifier).node
-
-    def _erased_before(self, identifier: str, at: int) -> bool:
-        node = self._node(identifier)
-        return node is not None and node.erased_at is not None and at > node.erased_at
-
-    def _flows_from(self, dataset: str) -> list[FlowEdge]:
-        if dataset not in self._flows:
-            self._flows[dataset] = self._store.flows_from(dataset)
-        return self._flows[dataset]
-
-    def _uses_of(self, dataset: str) -> list[UseEdge]:
-        if dataset not in self._uses:
-            self._uses[dataset] = self._store.uses_of(dataset)
-        return self._uses[dataset]
-
-    # -- the worklist --------------------------------------------------------------------
-    def offer(self, candidate: Copy) -> None:
-        if self._erased_before(candidate.identifier, candidate.since):
-            return
-        current = self._copy(candidate.identifier, candidate.dataset, candidate.origin.key)
-        if current is not None and current.rank <= candidate.rank:
-            return
+    # -- the worklist ------------------------------------------------------------------
+    def _offer(self, candidate: Copy) -> bool:
+        """Keep a lower-ranked candidate; re-process an equal one (same derivation, whose
+        parent changed in this pass: its evidence must follow)."""
+        current = self._reads.current(candidate)
+        if current is not None and current.rank < candidate.rank:
+            return False
         pair = (candidate.identifier, candidate.dataset)
-        self._overlay.setdefault(pair, {})[candidate.origin.key] = candidate
-        self._queue.append(candidate)
+        slot = (candidate.origin.key, candidate.epoch)
+        self._reads.overlay.setdefault(pair, {})[slot] = candidate
+        return True
 
-    def _hop(self, copy: Copy, target: str, job: str, at: int, event_id: str) -> None:
-        self.offer(Copy(copy.identifier, target, copy.origin, at, event_id, copy.dataset, job))
+    def _settle(self, candidates: list[Copy]) -> None:
+        reads = self._reads
+        while candidates:
+            reads.load(
+                Request(
+                    identifiers={c.identifier for c in candidates},
+                    copies={(c.identifier, c.dataset) for c in candidates},
+                )
+            )
+            accepted = {c.key: c for c in candidates if self._offer(c)}
+            live = [c for c in accepted.values() if reads.current(c) is c]
+            reads.load(
+                Request(
+                    flows={(c.dataset, c.since) for c in live},
+                    uses={(c.dataset, c.since) for c in live},
+                    carried={(c.identifier, c.dataset) for c in live},
+                    specific={(c.identifier, c.dataset) for c in live},
+                )
+            )
+            candidates = [hop for copy in live for hop in self._relax(copy)]
+
+    def _relax(self, copy: Copy) -> Iterable[Copy]:
+        reads = self._reads
+        limit = alive_until(reads.erasures(copy.identifier), copy.since)
+        for flow in reads.flows(copy.dataset, copy.since):
+            if _within(limit, flow.run.at):
+                yield self._hop(copy, flow.to, flow.job, flow.run.at, flow.run.event_id)
+        for carried in reads.carried(copy.identifier, copy.dataset):
+            if carried.at >= copy.since and _within(limit, carried.at):
+                yield self._hop(copy, carried.target, carried.job, carried.at, carried.event_id)
+        for use in reads.uses(copy.dataset, copy.since):
+            if _within(limit, use.run.at):
+                self._check_use(copy, use.job, use.to, use.run.at, use.run.event_id)
+        for specific in reads.specific(copy.identifier, copy.dataset):
+            if specific.at >= copy.since and _within(limit, specific.at):
+                self._check_use(copy, specific.job, specific.purpose, specific.at,
+                                specific.event_id)  # fmt: skip
+
+    @staticmethod
+    def _hop(copy: Copy, target: str, job: str, at: int, event_id: str) -> Copy:
+        hops = copy.hops + 1 if at == copy.since else 0
+        return Copy(copy.identifier, target, copy.origin, at, event_id, copy.dataset, job,
+                    hops, copy.epoch)  # fmt: skip
 
     def _check_use(self, copy: Copy, job: str, purpose: str, at: int, event_id: str) -> None:
-        if self._erased_before(copy.identifier, at):
-            return
         for rule in self._policy.violated(copy.origin.purpose, purpose):
             aid = alert_id(rule.id, copy.identifier, copy.origin.key, copy.dataset, job, purpose)
             found = _Violation(copy, rule, job, purpose, at, event_id)
             known = self._violations.get(aid)
-            if known is None or found.rank < known.rank:
+            if known is None or found.rank < known.rank or (
+                found.rank == known.rank and found.copy.rank <= known.copy.rank
+            ):
                 self._violations[aid] = found
 
-    def _relax(self, copy: Copy) -> None:
-        for flow in self._flows_from(copy.dataset):
-            run = first_run_from(flow.runs, copy.since)
-            if run is not None:
-                self._hop(copy, flow.target, flow.job, run.at, run.event_id)
-        facts = self._about(copy.identifier)
-        for carried in facts.carried:
-            if carried.source == copy.dataset and carried.at >= copy.since:
-                self._hop(copy, carried.target, carried.job, carried.at, carried.event_id)
-        for use in self._uses_of(copy.dataset):
-            run = first_run_from(use.runs, copy.since)
-            if run is not None:
-                self._check_use(copy, use.job, use.purpose, run.at, run.event_id)
-        for specific in facts.specific:
-            if specific.dataset == copy.dataset and specific.at >= copy.since:
-                self._check_use(
-                    copy, specific.job, specific.purpose, specific.at, specific.event_id
-                )
-
-    # -- seeds from changes --------------------------------------------------------------
-    def seed(self, change: Change) -> None:
-        mutation = change.mutation
-        match mutation:
-            case AddCollection(collection=c):
-                origin = Origin(c.dataset, c.purpose)
-                self.offer(Copy(c.identifier, c.dataset, origin, c.at, c.event_id))
-            case AddFlowRun(source=source, target=target, job=job, run=run):
-                for copy in self._arrived(source, change.previous_run, run.at):
-                    self._hop(copy, target, job, run.at, run.event_id)
-            case AddUseRun(dataset=dataset, job=job, purpose=purpose, run=run):
-                for copy in self._arrived(dataset, change.previous_run, run.at):
-                    self._check_use(copy, job, purpose, run.at, run.event_id)
-            case AddCarriedFlow(flow=f):
-                for copy in self._copies(f.identifier, f.source):
-                    if copy.since <= f.at:
-                        self._hop(copy, f.target, f.job, f.at, f.event_id)
-            case AddSpecificUse(use=u):
-                for copy in self._copies(u.identifier, u.dataset):
-                    if copy.since <= u.at:
-                        self._check_use(copy, u.job, u.purpose, u.at, u.event_id)
-            case _:
-                pass
-
-    def _arrived(self, dataset: str, after: int | None, upto: int) -> list[Copy]:
-        copies = list(self._store.copies_in(dataset, after, upto))
-        self._prefetch(c.identifier for c in copies)
-        return copies
-
-    def run(self, changes: Sequence[Change]) -> list[Alert]:
-        self._prefetch(ident for change in changes if (ident := _identifier_of(change)) is not None)
+    # -- seeds from changes ------------------------------------------------------------
+    def _recomputed(self, changes: Sequence[Change]) -> set[str]:
+        """Identifiers whose erasures or subjects changed: recompute them whole."""
+        refs: set[str] = set()
         for change in changes:
-            self.seed(change)
-            while self._queue:
-                self._relax(self._queue.popleft())
-        candidates = [self._alert(aid, v) for aid, v in sorted(self._violations.items())]
-        if self._overlay:
-            self._store.put_copies([c for by in self._overlay.values() for c in by.values()])
-        return candidates
+            match change.mutation:
+                case MarkErased(identifier=ref):
+                    refs.add(ref)
+                case PutIdentifier(ref=ref, subject=subject) if subject is not None:
+                    refs.add(ref)
+        return refs
+
+    def _seed(self, changes: Sequence[Change]) -> list[Copy]:
+        reads = self._reads
+        recomputed = self._recomputed(changes)
+        reads.load(Request(histories=recomputed, identifiers=set(recomputed)))
+        reads.dropped |= recomputed
+        windows: dict[Change, Window] = {}
+        request = Request()
+        for change in changes:
+            match change.mutation:
+                case AddCollection(collection=c):
+                    request.identifiers.add(c.identifier)
+                case AddFlowRun(source=dataset, run=run) | AddUseRun(dataset=dataset, run=run):
+                    windows[change] = (dataset, change.previous_run, run.at)
+                case AddCarriedFlow(flow=f):
+                    request.identifiers.add(f.identifier)
+                    request.copies.add((f.identifier, f.source))
+                case AddSpecificUse(use=u):
+                    request.identifiers.add(u.identifier)
+                    request.copies.add((u.identifier, u.dataset))
+        request.arrivals = set(windows.values())
+        reads.load(request)
+        arrived = {c.identifier for w in windows.values() for c in reads.arrivals(w)}
+        reads.load(Request(identifiers=arrived))
+
+        seeds: list[Copy] = []
+        for ref in sorted(recomputed):
+            history = reads.cache.histories.get(ref)
+            erasures = reads.erasures(ref)
+            for c in history.collections if history else ():
+                origin = Origin(c.dataset, c.purpose)
+                seeds.append(Copy(ref, c.dataset, origin, c.at, c.event_id,
+                                  epoch=epoch_of(erasures, c.at)))  # fmt: skip
+        for change in changes:
+            m = change.mutation
+            match m:
+                case AddCollection(collection=c) if c.identifier not in recomputed:
+                    epoch = epoch_of(reads.erasures(c.identifier), c.at)
+                    origin = Origin(c.dataset, c.purpose)
+                    seeds.append(Copy(c.identifier, c.dataset, origin, c.at, c.event_id,
+                                      epoch=epoch))  # fmt: skip
+                case AddFlowRun(target=target, job=job, run=run):
+                    for copy in self._arrived(windows[change]):
+                        seeds.append(self._hop(copy, target, job, run.at, run.event_id))
+                case AddUseRun(job=job, purpose=purpose, run=run):
+                    for copy in self._arrived(windows[change]):
+                        self._check_use(copy, job, purpose, run.at, run.event_id)
+                case AddCarriedFlow(flow=f) if f.identifier not in recomputed:
+                    limit_of = reads.erasures(f.identifier)
+                    for copy in reads.copies_at(f.identifier, f.source).values():
+                        if copy.since <= f.at and _within(alive_until(limit_of, copy.since), f.at):
+                            seeds.append(self._hop(copy, f.target, f.job, f.at, f.event_id))
+                case AddSpecificUse(use=u) if u.identifier not in recomputed:
+                    limit_of = reads.erasures(u.identifier)
+                    for copy in reads.copies_at(u.identifier, u.dataset).values():
+                        if copy.since <= u.at and _within(alive_until(limit_of, copy.since), u.at):
+                            self._check_use(copy, u.job, u.purpose, u.at, u.event_id)
+        return seeds
+
+    def _arrived(self, window: Window) -> Iterable[Copy]:
+        """Stored copies a new whole-dataset run reaches (those changed in this pass are
+        relaxed on their own, against every run)."""
+        reads = self._reads
+        at = window[2]
+        for copy in reads.arrivals(window):
+            if not reads.overlaid(copy) and _within(
+                alive_until(reads.erasures(copy.identifier), copy.since), at
+            ):
+                yield copy
+
+    # -- the pass ------------------------------------------------------------------------
+    def run(self, changes: Sequence[Change]) -> Writes:
+        self._settle(self._seed(changes))
+        writes = Writes(dropped=set(self._reads.dropped))
+        writes.copies = [c for by in self._reads.overlay.values() for c in by.values()]
+        writes.alerts = self._decide_alerts()
+        return writes
+
+    def _decide_alerts(self) -> list[Alert]:
+        reads = self._reads
+        withdrawn_ids = {
+            aid
+            for ref in reads.dropped
+            if (history := reads.cache.histories.get(ref)) is not None
+            for aid in history.alert_ids
+        }
+        reads.load(Request(alerts=set(self._violations) | withdrawn_ids))
+        rendered = self._render(self._violations)
+        decided: list[Alert] = []
+        for aid in sorted(set(self._violations) | withdrawn_ids):
+            stored = reads.cache.alerts.get(aid)
+            fresh = rendered.get(aid)
+            if fresh is None:  # a recomputed identifier no longer violates here
+                if stored is not None and stored.status == "active":
+                    decided.append(
+                        stored.model_copy(update={"status": "withdrawn",
+                                                  "revision": stored.revision + 1})
+                    )  # fmt: skip
+                continue
+            if stored is None:
+                decided.append(fresh)
+                continue
+            recomputed = fresh.identifier in reads.dropped
+            if not (recomputed or stored.status == "withdrawn" or self._wins(fresh, stored)):
+                continue
+            if not fresh.same_content(stored):
+                decided.append(fresh.model_copy(update={"revision": stored.revision + 1}))
+        return decided
+
+    @staticmethod
+    def _wins(fresh: Alert, stored: Alert) -> bool:
+        """Strictly earlier, or the same violation whose evidence may have changed."""
+        ranks = [(micros(a.occurred_at), a.evidence[-1].event_id) for a in (fresh, stored)]
+        return ranks[0] <= ranks[1]
 
     # -- evidence ------------------------------------------------------------------------
-    def _evidence(self, copy: Copy) -> list[EvidenceStep]:
-        steps: list[EvidenceStep] = []
-        current: Copy | None = copy
-        while current is not None and len(steps) < MAX_EVIDENCE_STEPS:
-            if current.source is None:
-                steps.append(
-                    EvidenceStep(
-                        kind="collected",
-                        event_id=current.event_id,
-                        at=from_micros(current.since),
-                        dataset=current.dataset,
-                        purpose=current.origin.purpose,
-                    )
-                )
-                break
-            steps.append(
-                EvidenceStep(
-                    kind="flowed",
-                    event_id=current.event_id,
-                    at=from_micros(current.since),
-                    dataset=current.dataset,
-                    source=current.source,
-                    job=current.job,
+    def _render(self, violations: dict[str, _Violation]) -> dict[str, Alert]:
+        reads = self._reads
+        reads.load(Request(copies={(v.copy.identifier, v.copy.dataset)
+                                   for v in violations.values()}))  # fmt: skip
+        chains = {aid: [reads.current(v.copy) or v.copy] for aid, v in violations.items()}
+        open_chains = dict(chains)
+        steps = 0
+        while open_chains:
+            steps += 1
+            if steps > MAX_EVIDENCE_STEPS:
+                raise StoreError("evidence chain does not end at a collection")
+            reads.load(
+                Request(
+                    copies={
+                        (ch[-1].identifier, ch[-1].source)
+                        for ch in open_chains.values()
+                        if ch[-1].source is not None
+                    }
                 )
             )
-            current = self._copy(current.identifier, current.source, current.origin.key)
-        steps.reverse()
-        return steps
+            still: dict[str, list[Copy]] = {}
+            for aid, chain in open_chains.items():
+                last = chain[-1]
+                if last.source is None:
+                    continue
+                slot = (last.origin.key, last.epoch)
+                parent = reads.copies_at(last.identifier, last.source).get(slot)
+                if parent is None or parent.rank >= last.rank:
+                    raise StoreError(
+                        f"broken evidence chain for alert {aid} at {last.dataset}"
+                    )
+                chain.append(parent)
+                still[aid] = chain
+            open_chains = still
+        reads.load(Request(identifiers={v.copy.identifier for v in violations.values()}))
+        return {aid: self._alert(aid, violations[aid], chain) for aid, chain in chains.items()}
 
-    def _alert(self, aid: str, violation: _Violation) -> Alert:
+    def _alert(self, aid: str, violation: _Violation, chain: list[Copy]) -> Alert:
         copy = violation.copy
-        node = self._node(copy.identifier)
+        node = self._reads.node(copy.identifier)
         if node is None:  # projection always writes the identifier before its copies
             raise StoreError(f"store lost identifier node {copy.identifier}")
-        use = EvidenceStep(
-            kind="used",
-            event_id=violation.event_id,
-            at=from_micros(violation.at),
-            dataset=copy.dataset,
-            job=violation.job,
-            purpose=violation.purpose,
-        )
+        evidence = [_step(c) for c in reversed(chain)]
+        evidence.append(
+            EvidenceStep(kind="used", event_id=violation.event_id, at=from_micros(violation.at),
+                         dataset=copy.dataset, job=violation.job, purpose=violation.purpose)
+        )  # fmt: skip
         return Alert(
             alert_id=aid,
             rule=violation.rule.id,
@@ -272,5 +416,13 @@ class PropagationPass:
             use_job=violation.job,
             use_purpose=violation.purpose,
             occurred_at=from_micros(violation.at),
-            evidence=[*self._evidence(copy), use],
+            evidence=evidence,
         )
+
+
+def _step(copy: Copy) -> EvidenceStep:
+    if copy.source is None:
+        return EvidenceStep(kind="collected", event_id=copy.event_id, at=from_micros(copy.since),
+                            dataset=copy.dataset, purpose=copy.origin.purpose)  # fmt: skip
+    return EvidenceStep(kind="flowed", event_id=copy.event_id, at=from_micros(copy.since),
+                        dataset=copy.dataset, source=copy.source, job=copy.job)  # fmt: skip

@@ -1,7 +1,8 @@
 """Where did this identifier go? The downstream tree of one identifier, per origin.
 
 Built from the store's copies alone: each copy points at the dataset it came from, so the
-copies of one origin form a tree rooted at the collection.
+copies of one origin (in one life of the identifier, between erasures) form a tree rooted at
+the collection.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from lineage.events import from_micros
-from lineage.model import Copy, IdentifierNode, Origin, first_run_from
+from lineage.model import NO_EPOCH, Copy, IdentifierNode, Origin, alive_until
 from lineage.policy import Policy
-from lineage.ports import LineageStore
+from lineage.ports import Facts, LineageStore, Request
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class OriginTrace:
     origin: Origin
     tracked: bool
     root: TraceNode
+    epoch: int = NO_EPOCH  # the erasure this life follows, if any
 
 
 @dataclass
@@ -55,20 +57,22 @@ class Trace:
         return sum(count(o.root) for o in self.origins)
 
 
-def _uses(store: LineageStore, policy: Policy, copy: Copy) -> list[UseHit]:
-    """The first use of this copy by each (job, purpose), dataset-wide or of this identifier."""
-    candidates: list[tuple[int, str, str, str]] = []
-    for use in store.uses_of(copy.dataset):
-        run = first_run_from(use.runs, copy.since)
-        if run is not None:
-            candidates.append((run.at, run.event_id, use.job, use.purpose))
+def _uses(facts: Facts, policy: Policy, copy: Copy) -> list[UseHit]:
+    """The first use of this copy by each (job, purpose), dataset-wide or of this identifier,
+    while the copy lived (until the identifier's next erasure)."""
+    limit = alive_until(facts.identifiers[copy.identifier].erasures, copy.since)
+    candidates: list[tuple[int, str, str, str]] = [
+        (u.run.at, u.run.event_id, u.job, u.to) for u in facts.uses[(copy.dataset, copy.since)]
+    ]
     candidates += [
         (u.at, u.event_id, u.job, u.purpose)
-        for u in store.specific_uses(copy.identifier, copy.dataset)
+        for u in facts.specific[(copy.identifier, copy.dataset)]
         if u.at >= copy.since
     ]
     first: dict[tuple[str, str], UseHit] = {}
     for at, event_id, job, purpose in sorted(candidates):
+        if limit is not None and at > limit:
+            continue
         if (job, purpose) not in first:
             rules = tuple(r.id for r in policy.violated(copy.origin.purpose, purpose))
             first[(job, purpose)] = UseHit(job, purpose, from_micros(at), event_id, rules)
@@ -76,18 +80,30 @@ def _uses(store: LineageStore, policy: Policy, copy: Copy) -> list[UseHit]:
 
 
 def build_trace(store: LineageStore, policy: Policy, ref: str) -> Trace | None:
-    node = store.identifier(ref)
+    """Two batched reads: the identifier's history, then the uses of each of its copies."""
+    found = store.fetch(Request(identifiers={ref}, histories={ref}))
+    node = found.identifiers.get(ref)
     if node is None:
         return None
-    copies = store.copies_of_identifier(ref)
-    by_origin: dict[Origin, list[Copy]] = {}
+    copies = found.histories[ref].copies
+    facts = store.fetch(
+        Request(
+            identifiers={ref},
+            uses={(c.dataset, c.since) for c in copies},
+            specific={(ref, c.dataset) for c in copies},
+        )
+    )
+    for c in copies:
+        facts.uses.setdefault((c.dataset, c.since), [])
+        facts.specific.setdefault((ref, c.dataset), [])
+    by_origin: dict[tuple[Origin, int], list[Copy]] = {}
     for copy in copies:
-        by_origin.setdefault(copy.origin, []).append(copy)
+        by_origin.setdefault((copy.origin, copy.epoch), []).append(copy)
     origins: list[OriginTrace] = []
-    for origin, group in sorted(by_origin.items()):
+    for (origin, epoch), group in sorted(by_origin.items()):
         nodes = {
             c.dataset: TraceNode(
-                c.dataset, from_micros(c.since), c.event_id, c.job, _uses(store, policy, c)
+                c.dataset, from_micros(c.since), c.event_id, c.job, _uses(facts, policy, c)
             )
             for c in group
         }
@@ -98,5 +114,6 @@ def build_trace(store: LineageStore, policy: Policy, ref: str) -> Trace | None:
             elif copy.source in nodes:
                 nodes[copy.source].children.append(nodes[copy.dataset])
         if root is not None:
-            origins.append(OriginTrace(origin, policy.is_tracked_origin(origin.purpose), root))
+            tracked = policy.is_tracked_origin(origin.purpose)
+            origins.append(OriginTrace(origin, tracked, root, epoch))
     return Trace(node, origins)

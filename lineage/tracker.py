@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 from lineage.alerts import Alert
 from lineage.events import DataUsed, Event, IdentifierCollected
+from lineage.planner import keys_of, plan
 from lineage.policy import Policy
-from lineage.ports import LineageStore
+from lineage.ports import LineageStore, Request, Writes
 from lineage.projection import Mutation, project
 from lineage.propagation import PropagationPass
 from lineage.purposes import PurposeTaxonomy
@@ -28,16 +29,22 @@ class Tracker:
         check_purposes(event, self.policy.taxonomy)
 
     def apply(self, events: Sequence[Event]) -> list[Alert]:
-        """Project, propagate and return only alerts never raised before (idempotent)."""
+        """Project, propagate; return the alerts raised or revised (idempotent: a batch
+        already applied changes nothing and returns nothing)."""
         for event in events:
             self.check(event)
         mutations: list[Mutation] = [m for event in events for m in project(event)]
         return self.store.atomically(lambda: self._apply(mutations))
 
     def _apply(self, mutations: list[Mutation]) -> list[Alert]:
-        # One unit: if we die half-way, redelivery finds no facts stored and redoes it all.
-        changes = self.store.apply(mutations)
-        if not changes:
+        # One unit: if we die half-way, nothing of it is stored and redelivery redoes it all.
+        state = self.store.fetch(Request(state=keys_of(mutations))).state
+        if state is None:  # pragma: no cover - a store contract violation
+            raise AssertionError("store answered a state request without state")
+        planned = plan(mutations, state)
+        if not planned.changes:
             return []
-        candidates = PropagationPass(self.store, self.policy).run(changes)
-        return self.store.add_alerts(candidates) if candidates else []
+        self.store.write(Writes(facts=planned.rows))
+        derived = PropagationPass(self.store, self.policy).run(planned.changes)
+        self.store.write(derived)
+        return derived.alerts

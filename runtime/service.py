@@ -1,37 +1,39 @@
 """Application services behind the CLI (and the tests): ingest, trace, alerts, report, replay.
 
-Embedded (local log): an event is appended durably, then applied at once, so its alert is
-raised in the same call. Production (Kafka log): ingest only produces; the faust worker applies.
+Embedded (local log): a batch is appended and projected in one SQLite transaction, so its
+alerts are raised in the same call and log and graph never disagree; alerts then leave through
+the outbox. Production (Kafka log): ingest only produces; the faust worker applies.
 """
 
 from __future__ import annotations
 
-import gc
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from typing import TypeVar
 
-from graph.networkx_store import NetworkxStore
+from graph.sqlite_store import FORMAT, SqliteStore
 from graph.store import GraphStore
 from lineage.alerts import Alert
 from lineage.errors import ConfigurationError, InvalidEventError
-from lineage.events import Event
+from lineage.events import Event, from_micros, micros
 from lineage.identifiers import Pseudonymizer, guess_category
 from lineage.inbound import InboundParser
 from lineage.policy import Policy
 from lineage.report import ViolationReport, summarize
 from lineage.trace import Trace, build_trace
 from lineage.tracker import Tracker
-from runtime import checkpoint
+from runtime import home as homes
+from runtime.faults import fault_point
 from runtime.settings import Settings
 from runtime.sinks import AlertSink
 from runtime.wiring import build_policy, build_pseudonymizer
 from streams.local_log import LocalEventLog
 from streams.log import Appended, EventLog
 
-BATCH = 1_000
+BATCH = int(os.environ.get("LINEAGE_BATCH", "1000"))
 Progress = Callable[[int], None]
 T = TypeVar("T")
 
@@ -64,20 +66,11 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def open_store(settings: Settings) -> GraphStore:
-    if settings.store_kind == "neo4j":
-        from graph.neo4j_store import Neo4jStore
+    """The production store (the embedded one comes with its log: see ``LineageService.open``)."""
+    from graph.neo4j_store import Neo4jStore
 
-        uri, user, password = settings.require_neo4j()
-        return Neo4jStore(uri, user, password, database=settings.neo4j_database)
-    return NetworkxStore()
-
-
-def open_log(settings: Settings) -> EventLog:
-    if settings.log_kind == "kafka":
-        from streams.kafka_log import KafkaEventLog
-
-        return KafkaEventLog.from_settings(settings)
-    return LocalEventLog(settings.home / "events.db")
+    uri, user, password = settings.require_neo4j()
+    return Neo4jStore(uri, user, password, database=settings.neo4j_database)
 
 
 class LineageService:
@@ -89,7 +82,7 @@ class LineageService:
         policy: Policy,
         pseudonymizer: Pseudonymizer,
         sinks: Sequence[AlertSink] = (),
-        applied_seq: int = 0,
+        lock: homes.WriterLock | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -99,70 +92,129 @@ class LineageService:
         self.sinks = list(sinks)
         self.tracker = Tracker(store, policy)
         self.parser = InboundParser(pseudonymizer)
-        self._applied_seq = applied_seq
-        self._dirty = False
+        self._lock = lock
 
     @classmethod
-    def open(cls, settings: Settings, sinks: Sequence[AlertSink] = ()) -> LineageService:
+    def open(
+        cls,
+        settings: Settings,
+        sinks: Sequence[AlertSink] = (),
+        writer: bool = True,
+        rebuilding: bool = False,
+    ) -> LineageService:
+        """``writer=False`` opens for queries: no lock, nothing written, never blocks.
+        ``rebuilding`` opens a home of another format for ``replay``."""
         policy = build_policy(settings)
         pseudonymizer = build_pseudonymizer(settings)
-        log = open_log(settings)
-        applied = 0
-        store: GraphStore
-        if settings.store_kind == "networkx" and isinstance(log, LocalEventLog):
-            store, applied = checkpoint.load(settings.home / "graph.pickle")
-        else:
-            store = open_store(settings)
-        service = cls(settings, store, log, policy, pseudonymizer, sinks, applied)
-        service._catch_up()
+        if settings.log_kind == "kafka":
+            from streams.kafka_log import KafkaEventLog
+
+            return cls(settings, open_store(settings), KafkaEventLog.from_settings(settings),
+                       policy, pseudonymizer, sinks)  # fmt: skip
+        home = homes.prepare(settings.home)
+        lock = homes.WriterLock(home, settings.lock_wait_seconds) if writer else None
+        try:
+            path = homes.database(home)
+            log = LocalEventLog(path, read_only=not writer)
+            store: GraphStore = SqliteStore(log.connection)
+            if settings.store_kind == "neo4j":
+                store = open_store(settings)
+            service = cls(settings, store, log, policy, pseudonymizer, sinks, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        try:
+            service._check_format(allow_rebuild=rebuilding)
+            if writer and not rebuilding:
+                service._catch_up()
+                service.publish()
+        except BaseException:
+            service.close()
+            raise
         return service
 
     @property
     def local_log(self) -> LocalEventLog | None:
         return self.log if isinstance(self.log, LocalEventLog) else None
 
-    def _catch_up(self) -> None:
-        """Re-apply what the log holds beyond the checkpoint (after a crash, say)."""
-        log = self.local_log
-        if log is None or not isinstance(self.store, NetworkxStore):
-            return
-        for chunk in batched(log.read(after_seq=self._applied_seq), BATCH):
-            self.tracker.apply([event for _, event in chunk])
-            self._applied_seq = chunk[-1][0]
-            self._dirty = True
-        self.publish()
-        self._settle()
+    @property
+    def sqlite(self) -> SqliteStore | None:
+        return self.store if isinstance(self.store, SqliteStore) else None
 
-    def publish(self) -> int:
-        """Deliver stored-but-unpublished alerts to every sink, then mark them (outbox):
-        a crash in between re-delivers on the next open, so sinks see each alert at least once."""
+    def _check_format(self, allow_rebuild: bool) -> None:
+        """An older home (a pickle checkpoint, no projection tables) must be rebuilt."""
+        store, log = self.sqlite, self.local_log
+        if store is None or log is None or allow_rebuild:
+            return
+        old = (self.settings.home / homes.OLD_CHECKPOINT).exists()
+        stamped = store.meta("format")
+        if stamped is None and not old and log.count() == 0:
+            if self._lock is not None:
+                store.atomically(lambda: store.set_meta("format", str(FORMAT)))
+            return
+        if old or stamped != str(FORMAT):
+            raise ConfigurationError(
+                f"{self.settings.home} was written by an older version of lineage; "
+                "run `lineage replay` to rebuild its graph from the event log"
+            )
+        if store.meta("replaying") is not None:
+            raise ConfigurationError(
+                f"a replay of {self.settings.home} was interrupted; run `lineage replay` again"
+            )
+
+    def _catch_up(self) -> None:
+        """After ``replay --until``: apply what the log holds beyond that time."""
+        store, log = self.sqlite, self.local_log
+        if store is None or log is None or (until := store.meta("partial_until")) is None:
+            return
+        since = from_micros(int(until) + 1)
+        for chunk in batched(log.read(0, since, None), BATCH):
+            self.tracker.apply([event for _, event in chunk])
+        store.atomically(lambda: store.set_meta("partial_until", None))
+
+    def publish(self, fresh: Sequence[Alert] = ()) -> int:
+        """Deliver alerts to every sink, then mark them published (outbox). ``fresh`` are the
+        alerts just committed, delivered without reading them back; anything else still in
+        the outbox (a crash before marking) follows. Sinks see each alert at least once."""
         delivered = 0
-        while pending := self.store.unpublished_alerts(BATCH):
+        batch = list(fresh)
+        while batch or (batch := self.store.unpublished_alerts(BATCH)):
             for sink in self.sinks:
-                sink.emit(pending)
-            self.store.mark_published([a.alert_id for a in pending])
-            delivered += len(pending)
+                sink.emit(batch)
+            fault_point("publish")
+            self.store.mark_published(batch)
+            delivered += len(batch)
+            batch = []
         return delivered
 
     # -- ingest --------------------------------------------------------------------------
     def record(self, events: Sequence[Event]) -> tuple[Appended, list[Alert]]:
-        """Append durably, then, when the log is local, apply what was new at once."""
-        appended = self.log.append(events)
-        alerts: list[Alert] = []
-        if self.local_log is not None and appended.fresh:
-            alerts = self.tracker.apply(appended.fresh)
-            self._applied_seq = self.local_log.last_seq()
-            self._dirty = True
-            self.publish()
-            self._settle()
-        return appended, alerts
+        """Append durably; with the local log, project in the same transaction."""
+        store = self.sqlite
+        if self.local_log is None:
+            return self.log.append(events), []
+        if store is None:
+            # A local log feeding Neo4j directly: two systems, no shared transaction. Apply
+            # every valid event, not only the fresh ones, so that re-sending a batch repairs
+            # a crash between the append and the apply (the tracker is idempotent).
+            appended = self.log.append(events)
+            conflicting = {id(e) for e in appended.conflicts}
+            alerts = self.tracker.apply([e for e in events if id(e) not in conflicting])
+            self.publish(alerts)
+            return appended, alerts
 
-    def _settle(self) -> None:
-        """The in-memory graph only grows and holds no reference cycles, so move what survived
-        this batch out of the cyclic GC's reach: otherwise every full collection rescans
-        millions of graph objects (``bench/gc_freeze.py``: 1.65x the rate at 150k users)."""
-        if isinstance(self.store, NetworkxStore):
-            gc.freeze()
+        def unit() -> tuple[Appended, list[Alert]]:
+            fault_point("append")
+            appended = self.log.append(events)
+            fault_point("project")
+            alerts = self.tracker.apply(appended.fresh) if appended.fresh else []
+            return appended, alerts
+
+        appended, alerts = store.atomically(unit)
+        fault_point("committed")
+        self.publish(alerts)
+        return appended, alerts
 
     def ingest(
         self,
@@ -230,40 +282,54 @@ class LineageService:
         observed_until: datetime | None = None,
         progress: Progress | None = None,
     ) -> ReplayReport:
-        """Rebuild from the log. Without ``observed_since`` the graph is emptied first, so the
-        result is exactly what the log implies; with it, later events are re-applied on top."""
-        log = self.local_log
-        if log is None:
+        """Rebuild the graph from the log (after a policy change, or from an older home).
+
+        Without ``observed_since`` the projection is emptied first, so the result is exactly
+        what the log implies; with it, later events are re-applied on top (a no-op unless the
+        policy changed). Alerts whose content sinks have already seen keep their revision and
+        are not re-sent; new or changed ones are revised and delivered; ones that no longer
+        hold are delivered withdrawn.
+        """
+        log, store = self.local_log, self.sqlite
+        if log is None or store is None:
             raise ConfigurationError(
                 "replay reads the local log; with Kafka, run `lineage worker --from-beginning`"
             )
-        if observed_since is None:
-            self.store.clear()
+        if observed_since is not None:
+            observed_since = observed_since.astimezone(UTC) if observed_since.tzinfo else (
+                observed_since.replace(tzinfo=UTC))
+        if observed_until is not None:
+            observed_until = observed_until.astimezone(UTC) if observed_until.tzinfo else (
+                observed_until.replace(tzinfo=UTC))
+        rebuild = observed_since is None
+        if rebuild:
+            store.atomically(store.begin_rebuild)
         events = 0
-        alerts: list[Alert] = []
-        last = 0
         for chunk in batched(log.read(0, observed_since, observed_until), BATCH):
-            alerts += self.tracker.apply([event for _, event in chunk])
-            self._settle()
+            self.tracker.apply([event for _, event in chunk])
             events += len(chunk)
-            last = chunk[-1][0]
             if progress is not None:
                 progress(len(chunk))
-        # Replayed alerts were delivered when first raised; consumers key on alert_id anyway.
-        self.store.mark_published([a.alert_id for a in alerts])
-        self._applied_seq = last if observed_until is not None else log.last_seq()
-        self._dirty = observed_until is None
-        return ReplayReport(events, alerts)
+        if rebuild:
+            store.atomically(store.finish_rebuild)
+        if observed_until is not None:
+            # The graph now shows the log as observed until then; the next writer to open
+            # the home applies the rest (see _catch_up).
+            until = str(micros(observed_until))
+            store.atomically(lambda: store.set_meta("partial_until", until))
+        (self.settings.home / homes.OLD_CHECKPOINT).unlink(missing_ok=True)
+        self.publish()
+        return ReplayReport(events, store.alerts())
 
     def close(self) -> None:
         try:
-            if self._dirty and isinstance(self.store, NetworkxStore):
-                checkpoint.save(self.settings.home / "graph.pickle", self.store, self._applied_seq)
-        finally:
             for sink in self.sinks:
                 sink.close()
             self.log.close()
             self.store.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> LineageService:
         return self

@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     purposes_file: Path | None = None
 
-    store: Literal["networkx", "neo4j"] | None = None
+    lock_wait_seconds: float = Field(
+        default=30.0, ge=0, description="how long a writer waits for another to finish"
+    )
+
+    store: Literal["sqlite", "neo4j"] | None = None
     log: Literal["local", "kafka"] | None = None
 
     kafka_bootstrap: str | None = None
@@ -55,8 +59,8 @@ class Settings(BaseSettings):
         )
 
     @property
-    def store_kind(self) -> Literal["networkx", "neo4j"]:
-        return self.store or ("neo4j" if self.neo4j_uri else "networkx")
+    def store_kind(self) -> Literal["sqlite", "neo4j"]:
+        return self.store or ("neo4j" if self.neo4j_uri else "sqlite")
 
     @property
     def log_kind(self) -> Literal["local", "kafka"]:

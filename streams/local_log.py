@@ -45,23 +45,35 @@ class DeadLetter:
 
 
 class LocalEventLog:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """The log owns the connection; the embedded projection (``graph.sqlite_store``) shares
+    it, so an append and what it derives commit together."""
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         try:
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
+            if read_only:
+                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                self._db = sqlite3.connect(path, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(SCHEMA)
+            self._db.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open event log {path}: {exc}") from exc
-        path.chmod(0o600)
         self.path = path
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._db
+
     def append(self, events: Sequence[Event]) -> Appended:
+        """Inside an open transaction (the service's unit), append joins it."""
         fresh: list[Event] = []
         conflicts: list[Event] = []
+        own = not self._db.in_transaction
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            if own:
+                self._db.execute("BEGIN IMMEDIATE")
             for event in events:
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO events "
@@ -78,9 +90,11 @@ class LocalEventLog:
                     fresh.append(event)
                 elif not self._same_as_stored(event):
                     conflicts.append(event)
-            self._db.execute("COMMIT")
+            if own:
+                self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
+            if own:
+                self._db.execute("ROLLBACK")
             raise StoreError(f"event log append failed: {exc}") from exc
         return Appended(fresh, conflicts)
 

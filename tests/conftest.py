@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from graph.networkx_store import NetworkxStore
+from graph.sqlite_store import SqliteStore
 from graph.store import GraphStore
 from lineage.identifiers import Pseudonymizer
 from lineage.inbound import InboundParser
@@ -58,14 +58,14 @@ def neo4j_store() -> GraphStore:
     return Neo4jStore(uri, user, password)
 
 
-@pytest.fixture(params=["networkx", "neo4j"])
+@pytest.fixture(params=["sqlite", "neo4j"])
 def store(request: pytest.FixtureRequest) -> Iterator[GraphStore]:
     """Every GraphStore implementation, each starting empty: the contract suite runs on all."""
     if request.param == "neo4j":
         request.applymarker(pytest.mark.neo4j)
         backend = neo4j_store()
     else:
-        backend = NetworkxStore()
+        backend = SqliteStore(":memory:")
     backend.clear()
     yield backend
     backend.close()

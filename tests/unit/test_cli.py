@@ -147,7 +147,7 @@ def test_no_raw_identifier_reaches_store_log_alerts_or_logs(
     ]
     home = tmp_path / "home"
     blobs = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
-    assert {"events.db", "graph.pickle", "alerts.jsonl"} <= set(blobs)
+    assert {"events.db", "alerts.jsonl"} <= set(blobs)
     blobs["cli output"] = "\n".join(outputs).encode()
     blobs["logs"] = caplog.text.encode()
     raw_values = {e for e in case.emails} | {e.lower() for e in case.emails}

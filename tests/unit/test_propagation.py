@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from graph.networkx_store import NetworkxStore
+from graph.sqlite_store import SqliteStore
+from lineage.model import Copy
 from lineage.policy import Policy
+from lineage.ports import Request
 from lineage.tracker import Tracker
 from tests import factories as f
 
 
 def _tracker(policy: Policy) -> Tracker:
-    return Tracker(NetworkxStore(), policy)
+    return Tracker(SqliteStore(":memory:"), policy)
 
 
-def _store(tracker: Tracker) -> NetworkxStore:
-    assert isinstance(tracker.store, NetworkxStore)
+def copies_of(tracker: Tracker, identifier: str, dataset: str) -> list[Copy]:
+    return tracker.store.fetch(Request(copies={(identifier, dataset)})).copies[
+        (identifier, dataset)
+    ]
+
+
+def _store(tracker: Tracker) -> SqliteStore:
+    assert isinstance(tracker.store, SqliteStore)
     return tracker.store
 
 
@@ -57,11 +65,16 @@ def test_whole_dataset_flow_carries_what_the_source_held_then(policy: Policy) ->
             f.collected("c2", "late", "auth:db", f.SECURITY, 3),
         ]
     )
-    assert [c.identifier for c in store.copies_in("ads:t", None, 10**18)] == [f.ref("early").ref]
+    assert [
+        c.identifier
+        for c in store.fetch(Request(arrivals={("ads:t", None, 10**18)})).arrivals[
+            ("ads:t", None, 10**18)
+        ]
+    ] == [f.ref("early").ref]
     tracker.apply([f.flowed("run2", "auth:db", "ads:t", 4)])
-    late = store.copies_of(f.ref("late").ref, "ads:t")
+    late = copies_of(tracker, f.ref("late").ref, "ads:t")
     assert [c.event_id for c in late] == ["run2"]
-    (early,) = store.copies_of(f.ref("early").ref, "ads:t")
+    (early,) = copies_of(tracker, f.ref("early").ref, "ads:t")
     assert early.event_id == "run1"
 
 
@@ -96,7 +109,12 @@ def test_cycles_terminate(policy: Policy) -> None:
             f.collected("c1", "cy", "x:a", f.SECURITY, 1),
         ]
     )
-    assert {c.dataset for c in tracker.store.copies_of_identifier(f.ref("cy").ref)} == {
+    assert {
+        c.dataset
+        for c in tracker.store.fetch(Request(histories={f.ref("cy").ref}))
+        .histories[f.ref("cy").ref]
+        .copies
+    } == {
         "x:a",
         "x:b",
     }
@@ -129,7 +147,7 @@ def test_erasure_stops_later_copies_and_uses(policy: Policy) -> None:
         )
         == []
     )
-    assert _store(tracker).copies_of(f.ref("zed").ref, "ads:t") == []
+    assert copies_of(tracker, f.ref("zed").ref, "ads:t") == []
 
 
 def test_non_security_origins_never_alert(policy: Policy) -> None:

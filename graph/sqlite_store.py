@@ -1,0 +1,443 @@
+"""Embedded ``GraphStore``: the projection in SQLite tables beside the event log.
+
+It shares the log's connection (``streams/local_log.py``), so a batch's append and its
+projection commit in one transaction: log and graph never disagree, there is no whole-state
+checkpoint, and opening a home costs nothing in its size. Every table is keyed the way
+propagation reads it (``WITHOUT ROWID`` primary keys), so a read is an index seek and its cost
+depends on what an event touches, not on the history behind it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+from graph.store import GraphSnapshot
+from lineage.alerts import Alert
+from lineage.errors import StoreError
+from lineage.identifiers import Category
+from lineage.model import (
+    CarriedFlow,
+    Collection,
+    Copy,
+    FlowEdge,
+    IdentifierNode,
+    Origin,
+    Run,
+    SpecificUse,
+    UseEdge,
+)
+from lineage.planner import FactRows, NodeState, State, StateKeys
+from lineage.ports import Facts, FirstRun, History, Request, Writes
+from runtime.faults import fault_point
+
+T = TypeVar("T")
+
+FORMAT = 2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS identifiers (
+    ref TEXT PRIMARY KEY, category TEXT NOT NULL, display TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subjects (
+    ref TEXT NOT NULL, subject TEXT NOT NULL, PRIMARY KEY (ref, subject)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS erasures (
+    ref TEXT NOT NULL, at INTEGER NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (ref, at)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS datasets (
+    key TEXT PRIMARY KEY, system TEXT NOT NULL, name TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS jobs (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS collections (
+    ref TEXT NOT NULL, dataset TEXT NOT NULL, purpose TEXT NOT NULL, at INTEGER NOT NULL,
+    event_id TEXT NOT NULL, PRIMARY KEY (ref, dataset, purpose, at, event_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS edges (
+    kind TEXT NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL, job TEXT NOT NULL,
+    PRIMARY KEY (kind, a, b, job)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    kind TEXT NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL, job TEXT NOT NULL,
+    at INTEGER NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (kind, a, b, job, at, event_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS carried (
+    ref TEXT NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL, job TEXT NOT NULL,
+    at INTEGER NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (ref, source, target, job, at, event_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS specific (
+    ref TEXT NOT NULL, dataset TEXT NOT NULL, purpose TEXT NOT NULL, job TEXT NOT NULL,
+    at INTEGER NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (ref, dataset, purpose, job, at, event_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS copies (
+    ref TEXT NOT NULL, dataset TEXT NOT NULL, origin TEXT NOT NULL, epoch INTEGER NOT NULL,
+    since INTEGER NOT NULL, hops INTEGER NOT NULL, event_id TEXT NOT NULL,
+    source TEXT, job TEXT, PRIMARY KEY (ref, dataset, origin, epoch)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS copies_arrival ON copies (dataset, since);
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY, ref TEXT NOT NULL, revision INTEGER NOT NULL,
+    status TEXT NOT NULL, occurred_at TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alerts_ref ON alerts (ref);
+CREATE INDEX IF NOT EXISTS alerts_time ON alerts (status, occurred_at, alert_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL UNIQUE,
+    revision INTEGER NOT NULL);
+"""
+
+PROJECTION_TABLES = (
+    "identifiers", "subjects", "erasures", "datasets", "jobs", "collections", "edges", "runs",
+    "carried", "specific", "copies", "alerts", "outbox",
+)  # fmt: skip
+
+_COPY = "ref, dataset, origin, epoch, since, hops, event_id, source, job"
+
+
+def _copy(row: Sequence[Any]) -> Copy:
+    ref, dataset, origin, epoch, since, hops, event_id, source, job = row
+    return Copy(ref, dataset, Origin.parse(origin), since, event_id, source, job, hops, epoch)
+
+
+def _copy_row(c: Copy) -> tuple[Any, ...]:
+    return (c.identifier, c.dataset, c.origin.key, c.epoch, c.since, c.hops, c.event_id,
+            c.source, c.job)  # fmt: skip
+
+
+class SqliteStore:
+    """A ``GraphStore`` on one SQLite connection (shared with the local event log)."""
+
+    def __init__(self, db: sqlite3.Connection | str = ":memory:") -> None:
+        if isinstance(db, str):
+            db = sqlite3.connect(db, isolation_level=None)
+        self._db = db
+        try:
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot create the projection tables: {exc}") from exc
+
+    # -- units of work -----------------------------------------------------------------
+    def atomically(self, work: Callable[[], T]) -> T:
+        """One transaction; nested calls join the open one (the service's append + apply)."""
+        if self._db.in_transaction:
+            return work()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work()
+            fault_point("commit")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return result
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
+
+    # -- the port: reads ---------------------------------------------------------------
+    def fetch(self, request: Request) -> Facts:
+        facts = Facts()
+        for ref in request.identifiers:
+            node = self._node(ref)
+            if node is not None:
+                facts.identifiers[ref] = node
+        for ref, dataset in request.copies:
+            facts.copies[(ref, dataset)] = [
+                _copy(r) for r in self._q(
+                    f"SELECT {_COPY} FROM copies WHERE ref = ? AND dataset = ?", (ref, dataset))
+            ]  # fmt: skip
+        for ref, source in request.carried:
+            facts.carried[(ref, source)] = [
+                CarriedFlow(*r) for r in self._q(
+                    "SELECT ref, source, target, job, at, event_id FROM carried "
+                    "WHERE ref = ? AND source = ?", (ref, source))
+            ]  # fmt: skip
+        for ref, dataset in request.specific:
+            facts.specific[(ref, dataset)] = [
+                SpecificUse(r[0], r[1], r[3], r[2], r[4], r[5]) for r in self._q(
+                    "SELECT ref, dataset, purpose, job, at, event_id FROM specific "
+                    "WHERE ref = ? AND dataset = ?", (ref, dataset))
+            ]  # fmt: skip
+        for dataset, since in request.flows:
+            facts.flows[(dataset, since)] = self._first_runs("flow", dataset, since)
+        for dataset, since in request.uses:
+            facts.uses[(dataset, since)] = self._first_runs("use", dataset, since)
+        for window in request.arrivals:
+            dataset, after, upto = window
+            low = after if after is not None else -(2**62)
+            facts.arrivals[window] = [
+                _copy(r) for r in self._q(
+                    f"SELECT {_COPY} FROM copies WHERE dataset = ? AND since > ? AND since <= ?",
+                    (dataset, low, upto))
+            ]  # fmt: skip
+        for ref in request.histories:
+            facts.histories[ref] = self._history(ref)
+        for aid in request.alerts:
+            found = self.alert(aid)
+            if found is not None:
+                facts.alerts[aid] = found
+        if request.state is not None:
+            facts.state = self._state(request.state)
+        return facts
+
+    def _node(self, ref: str) -> IdentifierNode | None:
+        row = self._db.execute(
+            "SELECT category, display FROM identifiers WHERE ref = ?", (ref,)
+        ).fetchone()
+        if row is None:
+            return None
+        subjects = frozenset(s for (s,) in self._q(
+            "SELECT subject FROM subjects WHERE ref = ?", (ref,)))  # fmt: skip
+        erasures = tuple(a for (a,) in self._q(
+            "SELECT at FROM erasures WHERE ref = ? ORDER BY at", (ref,)))  # fmt: skip
+        return IdentifierNode(ref, cast(Category, row[0]), row[1], subjects, erasures)
+
+    def _first_runs(self, kind: str, dataset: str, since: int) -> list[FirstRun]:
+        found: list[FirstRun] = []
+        for b, job in self._q("SELECT b, job FROM edges WHERE kind = ? AND a = ?", (kind, dataset)):
+            row = self._db.execute(
+                "SELECT at, event_id FROM runs WHERE kind = ? AND a = ? AND b = ? AND job = ? "
+                "AND at >= ? ORDER BY at, event_id LIMIT 1",
+                (kind, dataset, b, job, since),
+            ).fetchone()
+            if row is not None:
+                found.append(FirstRun(b, job, Run(row[0], row[1])))
+        return found
+
+    def _history(self, ref: str) -> History:
+        return History(
+            collections=tuple(Collection(*r) for r in self._q(
+                "SELECT ref, dataset, purpose, at, event_id FROM collections WHERE ref = ?",
+                (ref,))),
+            copies=tuple(_copy(r) for r in self._q(
+                f"SELECT {_COPY} FROM copies WHERE ref = ?", (ref,))),
+            alert_ids=tuple(a for (a,) in self._q(
+                "SELECT alert_id FROM alerts WHERE ref = ?", (ref,))),
+        )  # fmt: skip
+
+    def _exists(self, sql: str, params: Sequence[Any]) -> bool:
+        return self._db.execute(sql, params).fetchone() is not None
+
+    def _state(self, keys: StateKeys) -> State:
+        state = State()
+        for ref in keys.identifiers:
+            node = self._node(ref)
+            if node is not None:
+                state.identifiers[ref] = NodeState(set(node.erasures), set(node.subjects))
+        state.datasets = {k for k in keys.datasets
+                          if self._exists("SELECT 1 FROM datasets WHERE key = ?", (k,))}
+        state.jobs = {j for j in keys.jobs
+                      if self._exists("SELECT 1 FROM jobs WHERE name = ?", (j,))}
+        state.collections = {k for k in keys.collections if self._exists(
+            "SELECT 1 FROM collections WHERE ref = ? AND dataset = ? AND purpose = ? "
+            "AND at = ? AND event_id = ?", k)}
+        state.carried = {k for k in keys.carried if self._exists(
+            "SELECT 1 FROM carried WHERE ref = ? AND source = ? AND target = ? AND job = ? "
+            "AND at = ? AND event_id = ?", k)}
+        state.specific = {k for k in keys.specific if self._exists(
+            "SELECT 1 FROM specific WHERE ref = ? AND dataset = ? AND purpose = ? AND job = ? "
+            "AND at = ? AND event_id = ?", k)}  # fmt: skip
+        for key in keys.runs:
+            edge = key[:4]
+            if self._exists(
+                "SELECT 1 FROM edges WHERE kind = ? AND a = ? AND b = ? AND job = ?", edge
+            ):
+                state.edges.add(edge)
+            if self._exists(
+                "SELECT 1 FROM runs WHERE kind = ? AND a = ? AND b = ? AND job = ? AND at = ? "
+                "AND event_id = ?", key,
+            ):
+                state.runs.add(key)
+                continue
+            row = self._db.execute(
+                "SELECT max(at) FROM runs WHERE kind = ? AND a = ? AND b = ? AND job = ? "
+                "AND at < ?", (*edge, key[4]),
+            ).fetchone()
+            state.previous[key] = row[0]
+        return state
+
+    # -- the port: writes --------------------------------------------------------------
+    def write(self, writes: Writes) -> None:
+        db = self._db
+        try:
+            if writes.facts:
+                self._write_facts(writes.facts)
+            db.executemany("DELETE FROM copies WHERE ref = ?", [(r,) for r in writes.dropped])
+            db.executemany(
+                f"INSERT INTO copies ({_COPY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (ref, dataset, origin, epoch) DO UPDATE SET since = excluded.since, "
+                "hops = excluded.hops, event_id = excluded.event_id, source = excluded.source, "
+                "job = excluded.job WHERE (excluded.since, excluded.hops, excluded.event_id) "
+                "<= (copies.since, copies.hops, copies.event_id)",
+                [_copy_row(c) for c in writes.copies],
+            )
+            for alert in writes.alerts:
+                self._put_alert(alert)
+        except sqlite3.Error as exc:
+            raise StoreError(f"projection write failed: {exc}") from exc
+
+    def _write_facts(self, rows: FactRows) -> None:
+        db = self._db
+        plain: list[tuple[str, str, list[dict[str, Any]]]] = [
+            ("identifiers", "ref, category, display", rows.identifiers),
+            ("subjects", "ref, subject", rows.subjects),
+            ("erasures", "ref, at, event_id", rows.erasures),
+            ("datasets", "key, system, name", rows.datasets),
+            ("jobs", "name", rows.jobs),
+            ("collections", "ref, dataset, purpose, at, event_id", rows.collections),
+            ("edges", "kind, a, b, job", rows.edges),
+            ("runs", "kind, a, b, job, at, event_id", rows.runs),
+            ("carried", "ref, source, target, job, at, event_id", rows.carried),
+            ("specific", "ref, dataset, purpose, job, at, event_id", rows.specific),
+        ]
+        for table, columns, items in plain:
+            if not items:
+                continue
+            names = [c.strip() for c in columns.split(",")]
+            marks = ", ".join("?" for _ in names)
+            db.executemany(
+                f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})",
+                [tuple(item[n] for n in names) for item in items],
+            )
+
+    def _put_alert(self, alert: Alert) -> None:
+        changed = self._db.execute(
+            "INSERT INTO alerts (alert_id, ref, revision, status, occurred_at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET "
+            "revision = excluded.revision, status = excluded.status, "
+            "occurred_at = excluded.occurred_at, body = excluded.body "
+            "WHERE excluded.revision > alerts.revision",
+            (alert.alert_id, alert.identifier, alert.revision, alert.status,
+             alert.occurred_at.isoformat(), alert.model_dump_json()),
+        ).rowcount  # fmt: skip
+        if changed:
+            self._db.execute(
+                "INSERT OR REPLACE INTO outbox (alert_id, revision) VALUES (?, ?)",
+                (alert.alert_id, alert.revision),
+            )
+
+    # -- operators' reads ----------------------------------------------------------------
+    def alerts(self, include_withdrawn: bool = False) -> list[Alert]:
+        where = "" if include_withdrawn else "WHERE status = 'active' "
+        return [
+            Alert.model_validate_json(body)
+            for (body,) in self._q(f"SELECT body FROM alerts {where}ORDER BY occurred_at, alert_id")
+        ]
+
+    def alert(self, alert_id: str) -> Alert | None:
+        row = self._db.execute("SELECT body FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        return Alert.model_validate_json(row[0]) if row is not None else None
+
+    def unpublished_alerts(self, limit: int = 1_000) -> list[Alert]:
+        return [
+            Alert.model_validate_json(body)
+            for (body,) in self._q(
+                "SELECT a.body FROM outbox o JOIN alerts a USING (alert_id) ORDER BY o.id LIMIT ?",
+                (limit,),
+            )
+        ]
+
+    def mark_published(self, alerts: Sequence[Alert]) -> None:
+        self.atomically(lambda: self._db.executemany(
+                "DELETE FROM outbox WHERE alert_id = ? AND revision = ?",
+                [(a.alert_id, a.revision) for a in alerts],
+            ))
+
+    def counts(self) -> dict[str, int]:
+        return {t: int(self._q(f"SELECT count(*) FROM {t}")[0][0]) for t in PROJECTION_TABLES}
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row is not None else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def snapshot(self) -> GraphSnapshot:
+        def runs(kind: str, a: str, b: str, job: str) -> tuple[Run, ...]:
+            return tuple(Run(at, e) for at, e in self._q(
+                "SELECT at, event_id FROM runs WHERE kind = ? AND a = ? AND b = ? AND job = ? "
+                "ORDER BY at, event_id", (kind, a, b, job)))  # fmt: skip
+
+        refs = [r for (r,) in self._q("SELECT ref FROM identifiers")]
+        edges = self._q("SELECT kind, a, b, job FROM edges")
+        return GraphSnapshot(
+            identifiers=frozenset(n for r in refs if (n := self._node(r)) is not None),
+            datasets=frozenset(tuple(r) for r in self._q("SELECT key, system, name FROM datasets")),
+            jobs=frozenset(j for (j,) in self._q("SELECT name FROM jobs")),
+            collections=frozenset(Collection(*r) for r in self._q(
+                "SELECT ref, dataset, purpose, at, event_id FROM collections")),
+            flows=frozenset(FlowEdge(a, b, job, runs(k, a, b, job))
+                            for k, a, b, job in edges if k == "flow"),
+            uses=frozenset(UseEdge(a, job, b, runs(k, a, b, job))
+                           for k, a, b, job in edges if k == "use"),
+            carried=frozenset(CarriedFlow(*r) for r in self._q(
+                "SELECT ref, source, target, job, at, event_id FROM carried")),
+            specific_uses=frozenset(
+                SpecificUse(r[0], r[1], r[3], r[2], r[4], r[5]) for r in self._q(
+                "SELECT ref, dataset, purpose, job, at, event_id FROM specific")),
+            copies=frozenset(_copy(r) for r in self._q(f"SELECT {_COPY} FROM copies")),
+            alerts=frozenset(a for (a,) in self._q(
+                "SELECT alert_id FROM alerts WHERE status = 'active'")),
+        )  # fmt: skip
+
+    # -- rebuilding from the log -------------------------------------------------------
+    def begin_rebuild(self) -> None:
+        """Empty the projection, keeping what sinks were sent (an interrupted rebuild keeps
+        the first copy: it is what they saw)."""
+        db = self._db
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS previous_alerts AS "
+            "SELECT alert_id, revision, status, body FROM alerts"
+        )
+        for table in PROJECTION_TABLES:
+            db.execute(f"DELETE FROM {table}")
+        self.set_meta("replaying", "1")
+
+    def finish_rebuild(self) -> None:
+        """Continue each alert's revision numbering across the rebuild: consumers keep the
+        highest revision, so a changed alert is a revision, an unchanged one is not re-sent,
+        and one that no longer holds is sent withdrawn."""
+        db = self._db
+        rows = self._q(
+            "SELECT a.body, p.revision, p.body FROM alerts a "
+            "JOIN previous_alerts p USING (alert_id)"
+        )
+        for body, revision, old_body in rows:
+            fresh = Alert.model_validate_json(body)
+            old = Alert.model_validate_json(old_body)
+            if fresh.same_content(old):
+                restamped = fresh.model_copy(update={"revision": revision})
+                db.execute("DELETE FROM outbox WHERE alert_id = ?", (fresh.alert_id,))
+            else:
+                restamped = fresh.model_copy(update={"revision": revision + 1})
+                db.execute("UPDATE outbox SET revision = ? WHERE alert_id = ?",
+                           (restamped.revision, fresh.alert_id))  # fmt: skip
+            db.execute(
+                "UPDATE alerts SET revision = ?, body = ? WHERE alert_id = ?",
+                (restamped.revision, restamped.model_dump_json(), fresh.alert_id),
+            )
+        gone = self._q(
+            "SELECT body FROM previous_alerts WHERE status = 'active' AND alert_id NOT IN "
+            "(SELECT alert_id FROM alerts)"
+        )
+        for (old_body,) in gone:
+            old = Alert.model_validate_json(old_body)
+            self._put_alert(old.model_copy(update={"status": "withdrawn",
+                                                   "revision": old.revision + 1}))  # fmt: skip
+        db.execute("DROP TABLE previous_alerts")
+        self.set_meta("replaying", None)
+        self.set_meta("format", str(FORMAT))
+
+    def edges(self) -> list[tuple[str, str, str, str]]:
+        """Every whole-dataset flow and use edge: the small dataset/job graph."""
+        return [tuple(r) for r in self._q("SELECT kind, a, b, job FROM edges")]
+
+    def clear(self) -> None:
+        def work() -> None:
+            for table in PROJECTION_TABLES:
+                self._db.execute(f"DELETE FROM {table}")
+
+        self.atomically(work)
+
+    def close(self) -> None:
+        """The connection belongs to whoever opened it (the event log, in embedded mode)."""
+

@@ -1,0 +1,426 @@
+"""Crash anywhere in the embedded write path, recover, and get exactly the clean result.
+
+Each trial generates a small, messy history (``tests/crash_histories.py``), runs ``lineage ingest``
+as a subprocess with ``LINEAGE_FAULT=<point>:<N>`` (``runtime/faults.py``: SIGKILL at the N-th
+pass through that point) and a small ``LINEAGE_BATCH``, so the process dies between, inside or
+just after a batch's transaction, or between delivering alerts and marking them published.
+Then it ingests the same file again without a fault (event ids make re-sent records no-ops)
+and checks that
+
+* the alerts equal those of a clean home that ingested the file once (whole content, every
+  field but ``revision``, withdrawn alerts left out),
+* ``lineage replay`` in the crashed home yields them too,
+* every final alert was delivered to ``alerts.jsonl`` with its final content at least once,
+  and nothing was delivered that is not an alert of the final result.
+
+The trials are seeded: ``LINEAGE_CRASH_SEED`` (default below) picks the histories, batch sizes
+and faults; a failure names the seed, the trial, and the commands to reproduce it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.faults import POINTS
+from tests import crash_histories as histories
+
+ROOT = Path(__file__).resolve().parents[2]
+# Read at import: the unit-test autouse fixture removes LINEAGE_* variables before each test.
+BASE_SEED = int(os.environ.get("LINEAGE_CRASH_SEED", "20240611"))
+TRIALS = 50
+KEY = "crash-anywhere-test-key-0123456789"
+TIMEOUT = 120  # seconds, per CLI call
+ALL = "1000000000"  # `lineage alerts --limit`: all of them
+EMIT_JOB = "late-audience-matcher"
+
+Alerts = list[dict[str, Any]]
+
+
+# -- running the CLI --------------------------------------------------------------------------
+def cli_env(home: Path, batch: int | None = None, fault: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    env.update(
+        LINEAGE_HOME=str(home),
+        LINEAGE_KEY=KEY,  # the same refs in every home, so alerts compare across homes
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
+    if batch is not None:
+        env["LINEAGE_BATCH"] = str(batch)
+    if fault is not None:
+        env["LINEAGE_FAULT"] = fault
+    return env
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cli.main", *args]
+
+
+def lineage(
+    home: Path, *args: str, batch: int | None = None, fault: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command(*args),
+        env=cli_env(home, batch, fault),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def tail(text: str, lines: int = 12) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def ok(result: subprocess.CompletedProcess[str], what: str) -> str:
+    assert result.returncode == 0, (
+        f"{what}: exit {result.returncode}\nstderr:\n{tail(result.stderr)}\n"
+        f"stdout:\n{tail(result.stdout)}"
+    )
+    return result.stdout
+
+
+def read_alerts(home: Path, batch: int | None = None) -> Alerts:
+    found: Alerts = json.loads(
+        ok(
+            lineage(home, "alerts", "--json", "--limit", ALL, batch=batch),
+            f"lineage alerts in {home}",
+        )
+    )
+    return found
+
+
+def ingest_clean(home: Path, source: Path, batch: int | None) -> Alerts:
+    """A fresh home, the file ingested once, no fault: the reference result."""
+    report = json.loads(
+        ok(lineage(home, "ingest", str(source), "--json", batch=batch), "clean ingest")
+    )
+    assert report["rejected"] == [], f"the generated history has invalid records: {report}"
+    return read_alerts(home, batch)
+
+
+# -- comparing alerts -------------------------------------------------------------------------
+def by_id(alerts: Alerts, where: str) -> dict[str, dict[str, Any]]:
+    ids = [a["alert_id"] for a in alerts]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    assert not twice, f"{where}: alert ids listed more than once: {twice[:5]}"
+    return {a["alert_id"]: a for a in alerts}
+
+
+def content(alerts: Alerts, where: str) -> dict[str, dict[str, Any]]:
+    """What must not depend on crashes: active alerts, every field but ``revision``."""
+    return {
+        alert_id: {k: v for k, v in alert.items() if k != "revision"}
+        for alert_id, alert in by_id(alerts, where).items()
+        if alert.get("status", "active") != "withdrawn"
+    }
+
+
+def differences(
+    expected: Mapping[str, Mapping[str, Any]], actual: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """Empty when equal; otherwise which alerts are missing, extra, or differ, and how."""
+    missing = sorted(expected.keys() - actual.keys())
+    extra = sorted(actual.keys() - expected.keys())
+    changed = sorted(i for i in expected.keys() & actual.keys() if expected[i] != actual[i])
+    if not (missing or extra or changed):
+        return ""
+    lines = [
+        f"{len(expected)} expected active alerts, {len(actual)} found: {len(missing)} missing, "
+        f"{len(extra)} unexpected, {len(changed)} with other content"
+    ]
+    for label, ids, source in (("missing", missing, expected), ("unexpected", extra, actual)):
+        for alert_id in ids[:3]:
+            alert = source[alert_id]
+            lines.append(
+                f"  {label} {alert_id}: {alert.get('display')} {alert.get('origin_purpose')}"
+                f"@{alert.get('origin_dataset')} -> {alert.get('use_job')}"
+                f"[{alert.get('use_purpose')}] at {alert.get('occurred_at')}"
+            )
+    for alert_id in changed[:3]:
+        for field in sorted(expected[alert_id].keys() | actual[alert_id].keys()):
+            want, got = expected[alert_id].get(field), actual[alert_id].get(field)
+            if want != got:
+                lines.append(f"  {alert_id}.{field}: expected {want!r}\n{' ' * 6}found {got!r}")
+    return "\n".join(lines)
+
+
+def delivery_problems(home: Path, final: Alerts) -> str:
+    """Every final alert reached ``alerts.jsonl`` with its final content (at least once), and
+    nothing reached it that the final result does not hold or withdrew (a rolled-back alert)."""
+    path = home / "alerts.jsonl"
+    delivered: dict[str, list[dict[str, Any]]] = {}
+    lines = path.read_text().splitlines() if path.exists() else []
+    for number, line in enumerate(lines, start=1):
+        try:
+            alert = json.loads(line)
+        except json.JSONDecodeError:
+            return f"alerts.jsonl line {number} is not JSON (a torn write?): {line[:120]!r}"
+        delivered.setdefault(alert["alert_id"], []).append(alert)
+    problems = []
+    final_ids = by_id(final, "final alerts")
+    for alert_id, alert in final_ids.items():
+        copies = delivered.get(alert_id, [])
+        if not copies:
+            problems.append(f"  never delivered: {alert_id} (revision {alert.get('revision')})")
+        elif alert not in copies:
+            revisions = sorted(str(c.get("revision")) for c in copies)
+            problems.append(
+                f"  {alert_id}: final content (revision {alert.get('revision')}) never delivered;"
+                f" delivered revisions {', '.join(revisions)}"
+            )
+    for alert_id in sorted(delivered.keys() - final_ids.keys()):
+        # `lineage alerts` may leave withdrawn alerts out; their withdrawal was delivered too.
+        if not any(copy.get("status") == "withdrawn" for copy in delivered[alert_id]):
+            problems.append(f"  delivered, never withdrawn, not in the final result: {alert_id}")
+    if not problems:
+        return ""
+    return (
+        f"alerts.jsonl ({len(lines)} lines, {len(delivered)} ids) vs {len(final_ids)} final "
+        f"alerts:\n" + "\n".join(problems[:8])
+    )
+
+
+# -- the trials -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    seed: int  # of the history
+    events: int
+    batch: int
+    faults: tuple[str, ...]  # LINEAGE_FAULT of each crashing run, in order
+
+    @property
+    def name(self) -> str:
+        return f"t{self.index:02d}-" + "+".join(f.replace(":", "-") for f in self.faults)
+
+    def describe(self, source: Path) -> str:
+        runs = " ; ".join(
+            f"LINEAGE_FAULT={fault} LINEAGE_BATCH={self.batch} lineage ingest {source.name}"
+            for fault in self.faults
+        )
+        return (
+            f"LINEAGE_CRASH_SEED={BASE_SEED} trial {self.index}: history seed {self.seed} "
+            f"({self.events} events, batch {self.batch}, {source}), faults {self.faults}\n"
+            f"  reproduce: LINEAGE_CRASH_SEED={BASE_SEED} .venv/bin/pytest "
+            f"'tests/unit/test_crash_anywhere.py::test_crash_anywhere[{self.name}]'\n"
+            f"  by hand (LINEAGE_KEY={KEY}): {runs} ; lineage ingest {source.name} ; "
+            f"lineage alerts --json --limit {ALL}"
+        )
+
+
+def plan(index: int) -> Trial:
+    """Trial ``index`` of the base seed: every point gets its share, N and the rest vary."""
+    rng = random.Random(f"{BASE_SEED}:{index}")
+    events = rng.randint(40, 120)
+    batch = rng.randint(4, 25)
+    batches = -(-events // batch)
+    faults = []
+    for run in range(1 if rng.random() < 0.75 else 2):
+        point = POINTS[index % len(POINTS)] if run == 0 else rng.choice(POINTS)
+        # N beyond the passes a run makes is allowed: that run then simply finishes.
+        most = max(1, batches // 2 if point == "publish" else batches)
+        faults.append(f"{point}:{rng.randint(1, most)}")
+    return Trial(index, rng.randrange(2**32), events, batch, tuple(faults))
+
+
+PLANS = [plan(index) for index in range(TRIALS)]
+
+
+@pytest.mark.parametrize("trial", PLANS, ids=[trial.name for trial in PLANS])
+def test_crash_anywhere(trial: Trial, tmp_path: Path) -> None:
+    source = histories.write(
+        tmp_path / "history.jsonl", histories.generate(trial.seed, trial.events)
+    )
+    crashed = tmp_path / "crashed"
+    about = trial.describe(source)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        clean_run = pool.submit(ingest_clean, tmp_path / "clean", source, trial.batch)
+        outcomes = []
+        for fault in trial.faults:
+            run = lineage(crashed, "ingest", str(source), "--json", batch=trial.batch, fault=fault)
+            assert run.returncode in (0, -9), (
+                f"{about}\nthe run with LINEAGE_FAULT={fault} neither finished nor was killed: "
+                f"exit {run.returncode}\n{tail(run.stderr)}"
+            )
+            outcomes.append(f"{fault}: {'killed' if run.returncode == -9 else 'finished'}")
+        about += "\n  runs: " + ", ".join(outcomes)
+        recovery = lineage(crashed, "ingest", str(source), "--json", batch=trial.batch)
+        assert recovery.returncode == 0, (
+            f"{about}\nrecovery ingest: exit {recovery.returncode}\n{tail(recovery.stderr)}"
+        )
+        recovered = read_alerts(crashed, trial.batch)
+        delivery = delivery_problems(crashed, recovered)
+        ok(lineage(crashed, "replay", "--json", batch=trial.batch), f"{about}\nreplay")
+        replayed = read_alerts(crashed, trial.batch)
+        clean = content(clean_run.result(), "clean run")
+    assert clean, f"{about}\nthe clean run raised no alert: the history exercises nothing"
+    diff = differences(clean, content(recovered, "after recovery"))
+    assert not diff, f"{about}\nafter recovery, alerts differ from the clean run's:\n{diff}"
+    assert not delivery, f"{about}\ndelivery to alerts.jsonl after recovery:\n{delivery}"
+    diff = differences(clean, content(replayed, "after replay"))
+    assert not diff, f"{about}\nafter `lineage replay`, alerts differ from the clean run's:\n{diff}"
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_every_fault_point_is_reached(point: str, tmp_path: Path) -> None:
+    """Without this the trials above could pass by never crashing: each point must fire."""
+    seed = BASE_SEED + 1
+    source = histories.write(tmp_path / "history.jsonl", histories.generate(seed, 80))
+    run = lineage(tmp_path / "home", "ingest", str(source), "--json", batch=10, fault=f"{point}:1")
+    assert run.returncode == -9, (
+        f"LINEAGE_FAULT={point}:1 did not kill `lineage ingest` (exit {run.returncode}; history "
+        f"seed {seed}): is runtime.faults.fault_point({point!r}) called in the embedded write "
+        f"path?\n{tail(run.stderr)}"
+    )
+
+
+# -- a second writer while ingest runs ---------------------------------------------------------
+def emitted_use(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A use of the ads table by a job nothing else mentions, after every other event: it
+    raises alerts of its own (checked below)."""
+    last = max(record["event_time"] for record in records)
+    return {
+        "type": "DataUsed",
+        "event_id": "emitted-late-audience-match",
+        "event_time": last,
+        "producer": "ads-platform",
+        "dataset": histories.ADS,
+        "job": EMIT_JOB,
+        "purpose": histories.AD_USE,
+    }
+
+
+def wait_until(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {seconds} s waiting until {what}"
+        time.sleep(0.02)
+
+
+def test_emit_while_ingest_runs(tmp_path: Path) -> None:
+    """``lineage emit`` into a home whose ingest is running: it waits for the writer, or fails
+    naming it and succeeds once the ingest is done; nothing is lost either way."""
+    seed = BASE_SEED + 2
+    # First a violation that is certain (so alerts.jsonl shows the ingest is under way).
+    opening: list[dict[str, Any]] = [
+        {
+            "type": "IdentifierCollected",
+            "event_id": "opening-collect",
+            "event_time": "2015-03-01T00:00:00Z",
+            "producer": "auth-service",
+            "dataset": histories.AUTH,
+            "purpose": "essential.service.authentication",
+            "identifier": {"email": "opening@example.com"},
+            "subject": "acct-opening",
+        },
+        {
+            "type": "DataFlowed",
+            "event_id": "opening-sync",
+            "event_time": "2015-03-01T01:00:00Z",
+            "producer": "ads-platform",
+            "source": histories.AUTH,
+            "target": histories.ADS,
+            "job": "ads-identity-sync",
+            "identifiers": [{"email": "opening@example.com"}],
+        },
+        {
+            "type": "DataUsed",
+            "event_id": "opening-match",
+            "event_time": "2015-03-01T02:00:00Z",
+            "producer": "ads-platform",
+            "dataset": histories.ADS,
+            "job": "tailored-audiences-matcher",
+            "purpose": histories.AD_USE,
+            "identifiers": [{"email": "opening@example.com"}],
+        },
+    ]
+    records = opening + histories.generate(seed, 3_000)
+    lines = [json.dumps(record) + "\n" for record in records]
+    record = emitted_use(records)
+    home = tmp_path / "home"
+    batch = 50
+    # Fed through stdin in two halves, so the ingest is certainly running when emit starts.
+    # The first half exceeds 1,000 lines: a batch is written even with the default batch size.
+    half = 1_200
+    ingest = subprocess.Popen(
+        command("ingest", "-", "--json"),
+        env=cli_env(home, batch),
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    emit: subprocess.Popen[str] | None = None
+    try:
+        assert ingest.stdin is not None
+        ingest.stdin.writelines(lines[:half])
+        ingest.stdin.flush()
+        delivered = home / "alerts.jsonl"
+        wait_until(
+            lambda: (
+                (delivered.exists() and delivered.stat().st_size > 0) or ingest.poll() is not None
+            ),
+            60,
+            "the ingest has written its first alerts",
+        )
+        assert ingest.poll() is None, (
+            f"ingest ended early: {tail(ingest.stderr.read() if ingest.stderr else '')}"
+        )
+        emit = subprocess.Popen(
+            command("emit", json.dumps(record), "--json"),
+            env=cli_env(home, batch),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with contextlib.suppress(subprocess.TimeoutExpired):  # fail fast, or wait for the lock
+            emit.wait(timeout=3)
+        out, err = ingest.communicate("".join(lines[half:]), timeout=TIMEOUT)
+        assert ingest.returncode == 0, f"ingest: exit {ingest.returncode}\n{tail(err)}"
+        assert json.loads(out)["rejected"] == []
+        emit_out, emit_err = emit.communicate(timeout=TIMEOUT)
+    finally:
+        for process in (ingest, emit):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    if emit.returncode != 0:
+        said = (emit_out + emit_err).lower()
+        assert "lock" in said or str(ingest.pid) in said, (
+            f"emit failed while ingest (pid {ingest.pid}) ran, without naming the writer "
+            f"holding the home: exit {emit.returncode}\n{tail(emit_err)}"
+        )
+        ok(lineage(home, "emit", json.dumps(record), "--json", batch=batch), "emit, retried")
+    final = read_alerts(home, batch)
+
+    source = tmp_path / "all.jsonl"
+    source.write_text("".join(lines) + json.dumps(record) + "\n")
+    clean = content(ingest_clean(tmp_path / "clean", source, batch), "clean run")
+    assert any(alert["use_job"] == EMIT_JOB for alert in clean.values()), (
+        "the emitted record raises no alert in the clean run: the test would prove nothing"
+    )
+    diff = differences(clean, content(final, "after ingest + emit"))
+    assert not diff, (
+        f"LINEAGE_CRASH_SEED={BASE_SEED} (history seed {seed}): emit during ingest "
+        f"(emit exit {emit.returncode}: {tail(emit_err, 3)}) left alerts that differ from a "
+        f"clean run over the same records:\n{diff}"
+    )
+    delivery = delivery_problems(home, final)
+    assert not delivery, f"emit during ingest, delivery to alerts.jsonl:\n{delivery}"
