@@ -47,16 +47,21 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @contextmanager
 def _service(
-    as_json: bool, alerts_to_stdout: bool = False, **overrides: Any
+    as_json: bool,
+    alerts_to_stdout: bool = False,
+    writer: bool = True,
+    rebuilding: bool = False,
+    **overrides: Any,
 ) -> Iterator[LineageService]:
+    """Queries open the home as readers (no lock, never blocked by a running ingest)."""
     try:
         settings = load_settings(**overrides)
         sinks: list[AlertSink] = []
-        if settings.log_kind == "local":
+        if settings.log_kind == "local" and writer:
             sinks.append(JsonlFileSink(settings.home / "alerts.jsonl"))
         if alerts_to_stdout:
             sinks.append(StreamSink(sys.stdout, as_json))
-        service = LineageService.open(settings, sinks)
+        service = LineageService.open(settings, sinks, writer=writer, rebuilding=rebuilding)
     except LineageError as exc:
         raise _fail(str(exc)) from None
     try:
@@ -200,7 +205,7 @@ def trace(
         shown = mask(category, normalize(category, raw, region))
     except LineageError as exc:
         raise _fail(str(exc)) from None
-    with _service(as_json) as service:
+    with _service(as_json, writer=False) as service:
         result = service.trace(raw)
     if result is None:
         if as_json:
@@ -233,7 +238,7 @@ def alerts(
         except LineageError as exc:
             raise _fail(str(exc)) from None
         return
-    with _service(as_json) as service:
+    with _service(as_json, writer=False) as service:
         found = service.alerts()
     if as_json:
         print(render.alerts_json(found if limit is None else found[:limit]))
@@ -245,7 +250,7 @@ def alerts(
 @app.command()
 def report(as_json: JsonOption = False) -> None:
     """How many people are affected, since when, through which systems."""
-    with _service(as_json) as service:
+    with _service(as_json, writer=False) as service:
         summary = service.report()
     if as_json:
         print(render.to_json(summary))
@@ -270,7 +275,7 @@ def replay(
     """Rebuild the graph from the durable log (it is a projection of the log)."""
     observed_since = None if since is None else utc_datetime(since, "--since")
     observed_until = None if until is None else utc_datetime(until, "--until")
-    with _service(as_json) as service, _progress("replaying") as bar:
+    with _service(as_json, rebuilding=True) as service, _progress("replaying") as bar:
         task = bar.add_task(
             "replay", total=service.local_log.count() if service.local_log else None
         )
@@ -375,7 +380,7 @@ def schema(
 @app.command("dead-letters")
 def dead_letters(as_json: JsonOption = False) -> None:
     """Rejected inputs kept in the local log, with their reasons (raw bytes not shown)."""
-    with _service(as_json) as service:
+    with _service(as_json, writer=False) as service:
         log = service.local_log
         if log is None:
             raise _fail("dead letters of the Kafka log are on the dead-letter topic")

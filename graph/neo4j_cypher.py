@@ -156,7 +156,7 @@ CALL () {
       USING INDEX x:FLOW_RUN(source, target, job, at, event_id)
       WHERE x.source = k[0] AND x.target = k[1] AND x.job = k[2] AND x.at < k[3]
         AND x.event_id IS NOT NULL
-      RETURN x.at ORDER BY x.at DESC LIMIT 1
+      RETURN x.at ORDER BY x.source DESC, x.target DESC, x.job DESC, x.at DESC LIMIT 1
     }]) AS s_flow_runs
 }
 CALL () {
@@ -173,7 +173,7 @@ CALL () {
       USING INDEX x:USE_RUN(dataset, purpose, job, at, event_id)
       WHERE x.dataset = k[0] AND x.purpose = k[1] AND x.job = k[2] AND x.at < k[3]
         AND x.event_id IS NOT NULL
-      RETURN x.at ORDER BY x.at DESC LIMIT 1
+      RETURN x.at ORDER BY x.dataset DESC, x.purpose DESC, x.job DESC, x.at DESC LIMIT 1
     }]) AS s_use_runs
 }
 CALL () {
@@ -234,7 +234,7 @@ CALL () {{
     USING INDEX x:FLOW_RUN(source, target, job, at, event_id)
     WHERE x.source = k[0] AND x.target = t.key AND x.job = e.job AND x.at >= k[1]
       AND x.event_id IS NOT NULL
-    RETURN x ORDER BY x.at, x.event_id LIMIT 1
+    RETURN x ORDER BY x.source, x.target, x.job, x.at, x.event_id LIMIT 1
   }}
   RETURN collect([k[0], k[1], t.key, e.job, x.at, x.event_id]) AS flows
 }}
@@ -246,7 +246,7 @@ CALL () {{
     USING INDEX x:USE_RUN(dataset, purpose, job, at, event_id)
     WHERE x.dataset = k[0] AND x.purpose = p.key AND x.job = e.job AND x.at >= k[1]
       AND x.event_id IS NOT NULL
-    RETURN x ORDER BY x.at, x.event_id LIMIT 1
+    RETURN x ORDER BY x.dataset, x.purpose, x.job, x.at, x.event_id LIMIT 1
   }}
   RETURN collect([k[0], k[1], p.key, e.job, x.at, x.event_id]) AS uses
 }}
@@ -390,17 +390,16 @@ CALL () {
   WITH c, row
   WHERE c.since IS NULL OR row.since < c.since
      OR (row.since = c.since AND (row.hops < c.hops
-         OR (row.hops = c.hops AND row.event_id < c.event_id)))
+         OR (row.hops = c.hops AND row.event_id <= c.event_id)))
   SET c.dataset = row.dataset, c.since = row.since, c.hops = row.hops,
       c.event_id = row.event_id, c.source = row.source, c.job = row.job
 }
 CALL () {
   UNWIND $w.alerts AS row
   MERGE (a:Alert {alert_id: row.alert_id})
-  SET a.queued_at = datetime.transaction(), a.queued_index = row.index
   WITH a, row
   WHERE a.revision IS NULL OR row.revision > a.revision
-  SET a += row.props
+  SET a += row.props, a.queued_at = datetime.transaction(), a.queued_index = row.index
   MERGE (i:Identifier {ref: row.props.identifier})
   MERGE (a)-[:ABOUT]->(i)
 }

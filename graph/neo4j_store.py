@@ -1,11 +1,37 @@
 """``GraphStore`` on a Neo4j 5 server through the official driver.
 
-Semantics are those of ``graph.networkx_store`` (the contract suite runs both): ``apply`` is
-one write transaction of two statements (lock-and-read the touched keys, then write what
-changed, each an ``UNWIND`` batch), and the merge rules run in Python over what was read
-(:mod:`graph.neo4j_batch`). Hot-path reads are one round trip seeking unique-constraint
-indexes; ``copies_in`` seeks a (dataset, since) relationship index. Driver errors become
-:class:`lineage.errors.StoreError`; driver types never leave this module.
+The core decides everything (:mod:`lineage.planner`, :mod:`lineage.propagation`); this store
+answers keyed reads and applies rows. Each ``fetch`` is one Cypher statement whatever it asks
+(a ``CALL`` subquery per key kind, each an ``UNWIND`` over its keys seeking an index), and each
+``write`` is one statement (an ``UNWIND`` per row kind). Driver errors become
+:class:`lineage.errors.StoreError`; driver types never leave this module. The graph model is
+documented in :mod:`graph.neo4j_cypher` and the README.
+
+Concurrency. Several workers share one database, and Neo4j reads are *read committed*: a read
+takes no lock and sees only committed data. Two units of work can therefore each miss the
+other's uncommitted write and both commit a wrong result: worker A applies a collection whose
+copy propagates into dataset X and reads X's uses (none yet), while worker B adds a
+whole-dataset use of X and reads X's copies (A's is not committed): no alert, ever. So inside
+``atomically`` every fetch first takes exclusive locks on the nodes its reads are *about*, and
+only then reads:
+
+- datasets: of ``flows``, ``uses`` and ``arrivals`` keys (whole-dataset facts are read and
+  written under the dataset's lock), and every dataset of a batch's state keys;
+- identifiers: of ``identifiers``, ``histories``, and the identifier of ``copies``,
+  ``carried`` and ``specific`` pairs (per-identifier facts, copies included, are read and
+  written under the identifier's lock), and every identifier of a batch's state keys.
+
+Every fact is written by a unit that first read it (or its absence) under the same lock, so
+two units that touch a common key serialize: the second blocks until the first commits, then
+reads what it wrote. In the example both lock X (A to read X's uses, B to read X's arrivals), so
+whichever comes second sees the other's work and raises the alert. Units lock datasets before
+identifiers, sorted, within a fetch; across the waves of a propagation the order can still
+cross, and Neo4j then aborts one unit with a transient ``DeadlockDetected`` error: the driver's
+``execute_write`` retries the whole unit (the tracker's unit is a pure function of what it
+reads, so re-running it is safe). The lock is a scratch property set and removed (the
+documented Cypher idiom; Neo4j 5 Community has no lock procedure); state keys are MERGEd first,
+so a node that does not exist yet is locked through the unique constraint.
+``tests/integration/test_neo4j_concurrency.py`` shows the example fails without the locks.
 """
 
 from __future__ import annotations
@@ -30,7 +56,6 @@ from neo4j import (
 from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable
 
 from graph import neo4j_cypher as cypher
-from graph.neo4j_batch import State, keys_of, plan
 from graph.store import GraphSnapshot
 from lineage.alerts import Alert
 from lineage.errors import StoreError
@@ -41,51 +66,54 @@ from lineage.model import (
     Collection,
     Copy,
     FlowEdge,
-    IdentifierFacts,
     IdentifierNode,
     Origin,
     Run,
     SpecificUse,
     UseEdge,
 )
-from lineage.projection import Change, Mutation
+from lineage.planner import FactRows, NodeState, Row, State, StateKeys
+from lineage.ports import Facts, FirstRun, History, Request, Window, Writes
 
 T = TypeVar("T")
 
 #: Rows per inner transaction of ``clear``: bounded memory however big the graph is.
 CLEAR_BATCH: Final = 10_000
-#: Bolt only: ``apply`` needs a multi-statement transaction, which the HTTP Query API lacks.
+#: Bolt only: a unit of work needs a multi-statement transaction, which the HTTP API lacks.
 SCHEMES: Final = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
 SCHEMA_TIMEOUT_SECONDS: Final = 300
 READ_ATTEMPTS: Final = 3
 READ_RETRY_DELAY_SECONDS: Final = 0.1
+#: Below every event time (1970..2100): an arrivals window with no lower bound.
+NO_LOWER_BOUND: Final = -(2**62)
 
 
-def _copy(r: Record) -> Copy:
-    return Copy(
-        r["identifier"],
-        r["dataset"],
-        Origin.parse(r["origin"]),
-        r["since"],
-        r["event_id"],
-        r["source"],
-        r["job"],
+def _copy(ref: str, f: Sequence[Any]) -> Copy:
+    dataset, origin, epoch, since, hops, event_id, source, job = f
+    return Copy(ref, dataset, Origin.parse(origin), since, event_id, source, job, hops, epoch)
+
+
+def _copy_row(c: Copy) -> Row:
+    return {
+        "identifier": c.identifier, "dataset": c.dataset, "origin": c.origin.key,
+        "epoch": c.epoch, "since": c.since, "hops": c.hops, "event_id": c.event_id,
+        "source": c.source, "job": c.job,
+    }  # fmt: skip
+
+
+def _node(ref: str, category: str, display: str | None, erasures: list[int],
+          subjects: list[str]) -> IdentifierNode:  # fmt: skip
+    return IdentifierNode(
+        ref, cast(Category, category), display, frozenset(subjects), tuple(sorted(erasures))
     )
 
 
-def _runs(r: Record) -> tuple[Run, ...]:
-    return tuple(Run(a, e) for a, e in zip(r["run_at"], r["run_event_ids"], strict=True))
-
-
-def _identifier(ref: str, r: Record) -> IdentifierNode:
-    category = cast(Category, r["category"])
-    return IdentifierNode(ref, category, r["display"], frozenset(r["subjects"]), r["erased_at"])
-
-
-def _alert_props(alert: Alert) -> dict[str, Any]:
+def _alert_props(alert: Alert) -> Row:
     """The fields worth querying in Cypher, plus the JSON that rebuilds the alert exactly."""
     return {
         "alert_id": alert.alert_id,
+        "revision": alert.revision,
+        "status": alert.status,
         "schema_version": alert.schema_version,
         "rule": alert.rule,
         "severity": alert.severity,
@@ -100,6 +128,83 @@ def _alert_props(alert: Alert) -> dict[str, Any]:
         "use_purpose": alert.use_purpose,
         "occurred_at": micros(alert.occurred_at),
         "json": alert.model_dump_json(),
+    }
+
+
+def _state_params(keys: StateKeys) -> dict[str, list[Any]]:
+    flow_runs = [[a, b, job, at, eid] for kind, a, b, job, at, eid in keys.runs if kind == "flow"]
+    use_runs = [[a, b, job, at, eid] for kind, a, b, job, at, eid in keys.runs if kind == "use"]
+    return {
+        "identifiers": keys.identifiers,
+        "datasets": keys.datasets,
+        "jobs": keys.jobs,
+        "collections": [list(k) for k in keys.collections],
+        "flow_edges": sorted({(a, b, job) for a, b, job, _, _ in flow_runs}),
+        "use_edges": sorted({(a, b, job) for a, b, job, _, _ in use_runs}),
+        "flow_runs": flow_runs,
+        "use_runs": use_runs,
+        "carried": [list(k) for k in keys.carried],
+        "specific": [list(k) for k in keys.specific],
+    }
+
+
+def _state_locks(keys: StateKeys) -> tuple[set[str], set[str]]:
+    """(datasets, identifiers) a batch's state keys name: the nodes its write will change."""
+    datasets = set(keys.datasets)
+    identifiers = set(keys.identifiers)
+    for ref, dataset, *_ in keys.collections:
+        identifiers.add(ref)
+        datasets.add(dataset)
+    for kind, a, b, *_ in keys.runs:
+        datasets.add(a)
+        if kind == "flow":
+            datasets.add(b)
+    for ref, source, target, *_ in keys.carried:
+        identifiers.add(ref)
+        datasets |= {source, target}
+    for ref, dataset, *_ in keys.specific:
+        identifiers.add(ref)
+        datasets.add(dataset)
+    return datasets, identifiers
+
+
+def _lock_params(request: Request) -> dict[str, list[str]]:
+    datasets = {d for d, _ in request.flows} | {d for d, _ in request.uses}
+    datasets |= {d for d, _, _ in request.arrivals}
+    identifiers = request.identifiers | request.histories
+    for pairs in (request.copies, request.carried, request.specific):
+        identifiers |= {ref for ref, _ in pairs}
+    merge_datasets: set[str] = set()
+    merge_identifiers: set[str] = set()
+    if request.state is not None:
+        merge_datasets, merge_identifiers = _state_locks(request.state)
+    return {
+        "merge_datasets": sorted(merge_datasets),
+        "datasets": sorted(datasets - merge_datasets),
+        "merge_identifiers": sorted(merge_identifiers),
+        "identifiers": sorted(identifiers - merge_identifiers),
+    }
+
+
+def _fact_params(rows: FactRows | None) -> dict[str, list[Row]]:
+    if rows is None:
+        rows = FactRows()
+    erasures: dict[str, list[int]] = {}
+    for row in rows.erasures:  # one row per identifier: its SET must see every new time
+        erasures.setdefault(row["ref"], []).append(row["at"])
+    return {
+        "identifiers": rows.identifiers,
+        "subjects": rows.subjects,
+        "erasures": [{"ref": ref, "ats": ats} for ref, ats in sorted(erasures.items())],
+        "datasets": rows.datasets,
+        "jobs": rows.jobs,
+        "collections": rows.collections,
+        "flow_edges": [r for r in rows.edges if r["kind"] == "flow"],
+        "use_edges": [r for r in rows.edges if r["kind"] == "use"],
+        "flow_runs": [r for r in rows.runs if r["kind"] == "flow"],
+        "use_runs": [r for r in rows.runs if r["kind"] == "use"],
+        "carried": rows.carried,
+        "specific": rows.specific,
     }
 
 
@@ -163,10 +268,10 @@ class Neo4jStore:
         return cast(ManagedTransaction | None, getattr(self._unit, "tx", None))
 
     def atomically(self, work: Callable[[], T]) -> T:
-        """Run ``work`` in one write transaction: every read and write this store makes on this
-        thread meanwhile goes through it, so the tracker's apply, propagation and alerts commit
-        together or not at all (a crash mid-way leaves nothing for redelivery to miss). The
-        driver retries the whole unit on transient errors, deadlocks included."""
+        """Run ``work`` in one write transaction: every fetch and write this store makes on
+        this thread meanwhile goes through it (fetches lock what they read, see the module
+        docstring), so facts, copies and alerts commit together or not at all. The driver
+        retries the whole unit on transient errors, deadlocks included; nested calls join."""
         if self._current() is not None:
             return work()
 
@@ -182,9 +287,8 @@ class Neo4jStore:
 
     def _read(self, action: str, query: LiteralString, **params: Any) -> list[Record]:
         """One auto-commit query: a single round trip, where a managed transaction takes two
-        (BEGIN+RUN, COMMIT); the propagation hot path is made of these. Errors the driver
-        marks retryable (a leader switch, a dropped pooled connection) are retried briefly.
-        Inside ``atomically`` it runs in the unit's transaction (and sees its writes)."""
+        (BEGIN+RUN, COMMIT). Errors the driver marks retryable are retried briefly. Inside
+        ``atomically`` it runs in the unit's transaction (and sees its writes)."""
         tx = self._current()
         if tx is not None:  # driver errors reach the unit's retry loop untranslated
             return list(tx.run(query, params))
@@ -200,13 +304,18 @@ class Neo4jStore:
                 time.sleep(READ_RETRY_DELAY_SECONDS * attempt)
                 attempt += 1
 
-    def _write(self, action: str, work: Callable[[ManagedTransaction], T]) -> T:
-        """One write transaction; transient failures (deadlocks included) are retried."""
+    def _write(self, action: str, query: LiteralString, **params: Any) -> None:
+        """One statement in the open unit, or in its own retried write transaction."""
         tx = self._current()
         if tx is not None:
-            return work(tx)
+            tx.run(query, params).consume()
+            return
+
+        def work(own: ManagedTransaction) -> None:
+            own.run(query, params).consume()
+
         with self._translated(action), self._session() as session:
-            return session.execute_write(work)
+            session.execute_write(work)
 
     def _ensure_schema(self) -> None:
         """Constraints and indexes, idempotent; waits until they are online so seeks are real."""
@@ -224,143 +333,115 @@ class Neo4jStore:
         with self._translated("clearing the graph"), self._session() as session:
             session.run(cypher.CLEAR, batch=CLEAR_BATCH).consume()
 
-    # -- writes ----------------------------------------------------------------------------
-    def apply(self, mutations: Sequence[Mutation]) -> list[Change]:
-        """One write transaction: PREPARE locks and reads the touched keys, the networkx rules
-        run over that state, WRITE stores the result; a retried transaction redoes all three."""
-        if not mutations:
-            return []
-        params = keys_of(mutations)
-
-        def work(tx: ManagedTransaction) -> list[Change]:
-            state = State.from_record(tx.run(cypher.PREPARE, batch=params).single(strict=True))
-            result = plan(mutations, state)
-            if result.writes:
-                tx.run(cypher.WRITE, batch=result.rows).consume()
-            return result.changes
-
-        return self._write("applying mutations", work)
-
-    def put_copies(self, copies: Sequence[Copy]) -> None:
-        latest = {(c.identifier, c.dataset, c.origin.key): c for c in copies}  # last one wins
-        if not latest:
-            return
-        rows = [
-            {
-                "identifier": c.identifier,
-                "dataset": c.dataset,
-                "origin": origin,
-                "since": c.since,
-                "event_id": c.event_id,
-                "source": c.source,
-                "job": c.job,
-            }
-            # sorted, so concurrent writers lock nodes in one order and rarely deadlock
-            for (_, _, origin), c in sorted(latest.items(), key=lambda item: item[0])
-        ]
-
-        def work(tx: ManagedTransaction) -> None:
-            tx.run(cypher.PUT_COPIES, rows=rows).consume()
-
-        self._write("storing copies", work)
-
-    def add_alerts(self, alerts: Sequence[Alert]) -> list[Alert]:
-        """Store unseen alerts as unpublished (the outbox); return exactly those."""
-        first: dict[str, Alert] = {}
-        for alert in alerts:
-            first.setdefault(alert.alert_id, alert)  # one alert per id, even within a call
-        if not first:
-            return []
-        rows = [
-            {"alert_id": aid, "index": index, "props": _alert_props(a)}
-            for index, (aid, a) in enumerate(first.items())
-        ]
-
-        def work(tx: ManagedTransaction) -> set[str]:
-            result = tx.run(cypher.ADD_ALERTS, rows=rows)
-            return {r["alert_id"] for r in result if r["fresh"]}
-
-        fresh = self._write("storing alerts", work)
-        return [a for aid, a in first.items() if aid in fresh]
-
-    # -- reads -----------------------------------------------------------------------------
-    def identifier(self, ref: str) -> IdentifierNode | None:
-        """None also for a node that only anchors edges (e.g. copies) and was never put."""
-        records = self._read("reading an identifier", cypher.IDENTIFIER, ref=ref)
-        if not records or records[0]["category"] is None:  # absent, or only an edge's end
-            return None
-        return _identifier(ref, records[0])
-
-    def identifier_facts(self, refs: Sequence[str]) -> dict[str, IdentifierFacts]:
-        if not refs:
-            return {}
-        records = self._read("reading identifiers", cypher.IDENTIFIER_FACTS, refs=list(refs))
-        facts: dict[str, IdentifierFacts] = {}
-        for r in records:
-            ref = r["ref"]
-            node = _identifier(ref, r) if r["category"] is not None else None
-            copies = tuple(
-                Copy(ref, d, Origin.parse(o), since, eid, source, job)
-                for d, o, since, eid, source, job in r["copies"]
+    # -- the port: fetch -------------------------------------------------------------------
+    def fetch(self, request: Request) -> Facts:
+        """Every key of ``request`` in one statement; inside a unit it locks first."""
+        if not request:
+            return Facts()
+        windows = {
+            (dataset, NO_LOWER_BOUND if after is None else after, upto): (dataset, after, upto)
+            for dataset, after, upto in request.arrivals
+        }
+        params: dict[str, Any] = {
+            "state": _state_params(request.state or StateKeys()),
+            "identifiers": sorted(request.identifiers),
+            "copies": sorted(request.copies),
+            "carried": sorted(request.carried),
+            "specific": sorted(request.specific),
+            "flows": sorted(request.flows),
+            "uses": sorted(request.uses),
+            "arrivals": sorted(windows),
+            "histories": sorted(request.histories),
+            "alerts": sorted(request.alerts),
+        }
+        if self._current() is not None:
+            params["lock"] = _lock_params(request)
+            query = cypher.FETCH_LOCKING
+        else:
+            query = cypher.FETCH
+        (r,) = self._read("reading the graph", query, r=params)
+        facts = Facts()
+        for ref, category, display, erasures, subjects in r["identifiers"]:
+            facts.identifiers[ref] = _node(ref, category, display, erasures, subjects)
+        for ref, fields in r["copies"]:
+            copy = _copy(ref, fields)
+            facts.copies.setdefault((ref, copy.dataset), []).append(copy)
+        for ref, source, target, job, at, eid in r["carried"]:
+            flow = CarriedFlow(ref, source, target, job, at, eid)
+            facts.carried.setdefault((ref, source), []).append(flow)
+        for ref, dataset, job, purpose, at, eid in r["specific"]:
+            use = SpecificUse(ref, dataset, job, purpose, at, eid)
+            facts.specific.setdefault((ref, dataset), []).append(use)
+        for into, rows in ((facts.flows, r["flows"]), (facts.uses, r["uses"])):
+            for dataset, since, to, job, at, eid in rows:
+                into.setdefault((dataset, since), []).append(FirstRun(to, job, Run(at, eid)))
+        for key, ref, fields in r["arrivals"]:
+            window: Window = windows[(key[0], key[1], key[2])]
+            facts.arrivals.setdefault(window, []).append(_copy(ref, fields))
+        for ref, collections, copies, alert_ids in r["histories"]:
+            facts.histories[ref] = History(
+                tuple(Collection(ref, *c) for c in collections),
+                tuple(_copy(ref, c) for c in copies),
+                tuple(sorted(alert_ids)),
             )
-            carried = tuple(
-                CarriedFlow(ref, source, target, job, at, eid)
-                for source, target, job, at, eid in r["carried"]
-            )
-            specific = tuple(
-                SpecificUse(ref, dataset, job, purpose, at, eid)
-                for dataset, job, purpose, at, eid in r["specific"]
-            )
-            facts[ref] = IdentifierFacts(node, copies, carried, specific)
+        for body in r["alerts"]:
+            alert = Alert.model_validate_json(body)
+            facts.alerts[alert.alert_id] = alert
+        if request.state is not None:
+            facts.state = self._state(r)
         return facts
 
-    def copies_of(self, identifier: str, dataset: str) -> list[Copy]:
-        records = self._read(
-            "reading copies", cypher.COPIES_OF, identifier=identifier, dataset=dataset
+    @staticmethod
+    def _state(r: Record) -> State:
+        state = State(
+            identifiers={
+                ref: NodeState(set(erasures), set(subjects))
+                for ref, erasures, subjects in r["s_identifiers"]
+            },
+            datasets=set(r["s_datasets"]),
+            jobs=set(r["s_jobs"]),
+            collections={cast(Any, tuple(k)) for k in r["s_collections"]},
+            carried={cast(Any, tuple(k)) for k in r["s_carried"]},
+            specific={cast(Any, tuple(k)) for k in r["s_specific"]},
         )
-        return [_copy(r) for r in records]
+        state.edges = {("flow", a, b, job) for a, b, job in r["s_flow_edges"]}
+        state.edges |= {("use", a, b, job) for a, b, job in r["s_use_edges"]}
+        for kind, column in (("flow", "s_flow_runs"), ("use", "s_use_runs")):
+            for (a, b, job, at, eid), present, previous in r[column]:
+                key = (kind, a, b, job, at, eid)
+                if present:
+                    state.runs.add(key)
+                else:
+                    state.previous[key] = previous[0] if previous else None
+        return state
 
-    def copies_of_identifier(self, identifier: str) -> list[Copy]:
-        records = self._read("reading copies", cypher.COPIES_OF_IDENTIFIER, identifier=identifier)
-        return [_copy(r) for r in records]
-
-    def copies_in(self, dataset: str, after: int | None, upto: int) -> list[Copy]:
-        if after is None:
-            records = self._read(
-                "reading copies", cypher.COPIES_IN_UPTO, dataset=dataset, upto=upto
-            )
-        else:
-            records = self._read(
-                "reading copies", cypher.COPIES_IN_BETWEEN, dataset=dataset, after=after, upto=upto
-            )
-        return [_copy(r) for r in records]
-
-    def collections_of(self, identifier: str) -> list[Collection]:
-        records = self._read("reading collections", cypher.COLLECTIONS_OF, identifier=identifier)
-        return [
-            Collection(identifier, r["dataset"], r["purpose"], r["at"], r["event_id"])
-            for r in records
+    # -- the port: write -------------------------------------------------------------------
+    def write(self, writes: Writes) -> None:
+        """Facts, then dropped and derived copies, then alerts: one statement."""
+        copies: dict[tuple[str, str, str, int], Copy] = {}
+        for c in writes.copies:  # the lowest rank of a key, as the statement keeps it
+            known = copies.get(c.key)
+            if known is None or c.rank <= known.rank:
+                copies[c.key] = c
+        alerts: dict[str, Alert] = {}
+        for a in writes.alerts:
+            if a.alert_id not in alerts or a.revision > alerts[a.alert_id].revision:
+                alerts[a.alert_id] = a
+        if not (writes.facts or writes.dropped or copies or alerts):
+            return
+        params: dict[str, Any] = _fact_params(writes.facts)
+        params["dropped"] = sorted(writes.dropped)
+        # sorted, so concurrent writers lock relationships' nodes in one order
+        params["copies"] = [_copy_row(copies[k]) for k in sorted(copies)]
+        params["alerts"] = [
+            {"alert_id": a.alert_id, "revision": a.revision, "index": n, "props": _alert_props(a)}
+            for n, a in enumerate(alerts.values())
         ]
+        self._write("writing to the graph", cypher.WRITE, w=params)
 
-    def flows_from(self, dataset: str) -> list[FlowEdge]:
-        records = self._read("reading flows", cypher.FLOWS_FROM, dataset=dataset)
-        return [FlowEdge(dataset, r["target"], r["job"], _runs(r)) for r in records]
-
-    def uses_of(self, dataset: str) -> list[UseEdge]:
-        records = self._read("reading uses", cypher.USES_OF, dataset=dataset)
-        return [UseEdge(dataset, r["job"], r["purpose"], _runs(r)) for r in records]
-
-    def specific_uses(self, identifier: str, dataset: str) -> list[SpecificUse]:
-        records = self._read(
-            "reading specific uses", cypher.SPECIFIC_USES, identifier=identifier, dataset=dataset
-        )
-        return [
-            SpecificUse(identifier, dataset, r["job"], r["purpose"], r["at"], r["event_id"])
-            for r in records
-        ]
-
-    def alerts(self) -> list[Alert]:
-        records = self._read("reading alerts", cypher.ALERTS)
+    # -- operators -------------------------------------------------------------------------
+    def alerts(self, include_withdrawn: bool = False) -> list[Alert]:
+        records = self._read("reading alerts", cypher.ALERTS, withdrawn=include_withdrawn)
         return [Alert.model_validate_json(r["json"]) for r in records]
 
     def alert(self, alert_id: str) -> Alert | None:
@@ -371,15 +452,11 @@ class Neo4jStore:
         records = self._read("reading the alert outbox", cypher.UNPUBLISHED_ALERTS, limit=limit)
         return [Alert.model_validate_json(r["json"]) for r in records]
 
-    def mark_published(self, alert_ids: Sequence[str]) -> None:
-        if not alert_ids:
+    def mark_published(self, alerts: Sequence[Alert]) -> None:
+        if not alerts:
             return
-        ids = list(alert_ids)
-
-        def work(tx: ManagedTransaction) -> None:
-            tx.run(cypher.MARK_PUBLISHED, alert_ids=ids).consume()
-
-        self._write("marking alerts published", work)
+        rows = [{"alert_id": a.alert_id, "revision": a.revision} for a in alerts]
+        self._write("marking alerts published", cypher.MARK_PUBLISHED, rows=rows)
 
     def snapshot(self) -> GraphSnapshot:
         """The whole graph from one read transaction, so the parts are mutually consistent."""
@@ -389,8 +466,15 @@ class Neo4jStore:
 
         with self._translated("reading a snapshot"), self._session(READ_ACCESS) as session:
             parts = session.execute_read(work)
+
+        def runs(r: Record) -> tuple[Run, ...]:
+            return tuple(sorted(Run(at, eid) for at, eid in r["runs"]))
+
         return GraphSnapshot(
-            identifiers=frozenset(_identifier(r["ref"], r) for r in parts["identifiers"]),
+            identifiers=frozenset(
+                _node(r["ref"], r["category"], r["display"], r["erasures"], r["subjects"])
+                for r in parts["identifiers"]
+            ),
             datasets=frozenset((r["key"], r["system"], r["name"]) for r in parts["datasets"]),
             jobs=frozenset(r["name"] for r in parts["jobs"]),
             collections=frozenset(
@@ -398,10 +482,10 @@ class Neo4jStore:
                 for r in parts["collections"]
             ),
             flows=frozenset(
-                FlowEdge(r["source"], r["target"], r["job"], _runs(r)) for r in parts["flows"]
+                FlowEdge(r["source"], r["target"], r["job"], runs(r)) for r in parts["flows"]
             ),
             uses=frozenset(
-                UseEdge(r["dataset"], r["job"], r["purpose"], _runs(r)) for r in parts["uses"]
+                UseEdge(r["dataset"], r["job"], r["purpose"], runs(r)) for r in parts["uses"]
             ),
             carried=frozenset(
                 CarriedFlow(
@@ -415,6 +499,6 @@ class Neo4jStore:
                 )
                 for r in parts["specific_uses"]
             ),
-            copies=frozenset(_copy(r) for r in parts["copies"]),
+            copies=frozenset(_copy(r["identifier"], r["copy"]) for r in parts["copies"]),
             alerts=frozenset(r["alert_id"] for r in parts["alerts"]),
         )

@@ -10,7 +10,7 @@ depends on what an event touches, not on the history behind it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 from graph.store import GraphSnapshot
@@ -87,6 +87,9 @@ PROJECTION_TABLES = (
 )  # fmt: skip
 
 _COPY = "ref, dataset, origin, epoch, since, hops, event_id, source, job"
+_COPY_C = ", ".join(f"c.{c.strip()}" for c in _COPY.split(","))
+#: Keys per statement of a batched read (SQLite allows 32,766 parameters per statement).
+CHUNK = 500
 
 
 def _copy(row: Sequence[Any]) -> Copy:
@@ -102,14 +105,22 @@ def _copy_row(c: Copy) -> tuple[Any, ...]:
 class SqliteStore:
     """A ``GraphStore`` on one SQLite connection (shared with the local event log)."""
 
-    def __init__(self, db: sqlite3.Connection | str = ":memory:") -> None:
+    def __init__(self, db: sqlite3.Connection | str = ":memory:", create: bool = True) -> None:
         if isinstance(db, str):
             db = sqlite3.connect(db, isolation_level=None)
         self._db = db
         try:
-            self._db.executescript(SCHEMA)
+            if create:
+                self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot create the projection tables: {exc}") from exc
+
+    @staticmethod
+    def initialised(db: sqlite3.Connection) -> bool:
+        row = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
+        ).fetchone()
+        return row is not None
 
     # -- units of work -----------------------------------------------------------------
     def atomically(self, work: Callable[[], T]) -> T:
@@ -130,33 +141,37 @@ class SqliteStore:
         return self._db.execute(sql, params).fetchall()
 
     # -- the port: reads ---------------------------------------------------------------
+    def _keyed(
+        self, keys: Iterable[tuple[Any, ...]], width: int, sql: str
+    ) -> Iterator[Sequence[Any]]:
+        """Rows of ``sql`` joined to the keys as ``k(c0..)``: one statement per chunk of keys
+        instead of one per key (each still an index seek)."""
+        items = list(keys)
+        names = ", ".join(f"c{i}" for i in range(width))
+        row = "(" + ", ".join("?" for _ in range(width)) + ")"
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            values = ", ".join(row for _ in chunk)
+            params = [v for item in chunk for v in item]
+            yield from self._db.execute(f"WITH k({names}) AS (VALUES {values}) {sql}", params)
+
     def fetch(self, request: Request) -> Facts:
         facts = Facts()
-        for ref in request.identifiers:
-            node = self._node(ref)
-            if node is not None:
-                facts.identifiers[ref] = node
-        for ref, dataset in request.copies:
-            facts.copies[(ref, dataset)] = [
-                _copy(r) for r in self._q(
-                    f"SELECT {_COPY} FROM copies WHERE ref = ? AND dataset = ?", (ref, dataset))
-            ]  # fmt: skip
-        for ref, source in request.carried:
-            facts.carried[(ref, source)] = [
-                CarriedFlow(*r) for r in self._q(
-                    "SELECT ref, source, target, job, at, event_id FROM carried "
-                    "WHERE ref = ? AND source = ?", (ref, source))
-            ]  # fmt: skip
-        for ref, dataset in request.specific:
-            facts.specific[(ref, dataset)] = [
-                SpecificUse(r[0], r[1], r[3], r[2], r[4], r[5]) for r in self._q(
-                    "SELECT ref, dataset, purpose, job, at, event_id FROM specific "
-                    "WHERE ref = ? AND dataset = ?", (ref, dataset))
-            ]  # fmt: skip
-        for dataset, since in request.flows:
-            facts.flows[(dataset, since)] = self._first_runs("flow", dataset, since)
-        for dataset, since in request.uses:
-            facts.uses[(dataset, since)] = self._first_runs("use", dataset, since)
+        facts.identifiers = self._nodes(request.identifiers)
+        for r in self._keyed(request.copies, 2, f"SELECT {_COPY_C} FROM k JOIN copies c "
+                             "ON c.ref = k.c0 AND c.dataset = k.c1"):
+            facts.copies.setdefault((r[0], r[1]), []).append(_copy(r))
+        for r in self._keyed(request.carried, 2, "SELECT c.ref, c.source, c.target, c.job, "
+                             "c.at, c.event_id FROM k JOIN carried c "
+                             "ON c.ref = k.c0 AND c.source = k.c1"):
+            facts.carried.setdefault((r[0], r[1]), []).append(CarriedFlow(*r))
+        for r in self._keyed(request.specific, 2, "SELECT c.ref, c.dataset, c.purpose, c.job, "
+                             "c.at, c.event_id FROM k JOIN specific c "
+                             "ON c.ref = k.c0 AND c.dataset = k.c1"):
+            facts.specific.setdefault((r[0], r[1]), []).append(
+                SpecificUse(r[0], r[1], r[3], r[2], r[4], r[5]))
+        facts.flows = self._first_runs("flow", request.flows)
+        facts.uses = self._first_runs("use", request.uses)
         for window in request.arrivals:
             dataset, after, upto = window
             low = after if after is not None else -(2**62)
@@ -164,92 +179,112 @@ class SqliteStore:
                 _copy(r) for r in self._q(
                     f"SELECT {_COPY} FROM copies WHERE dataset = ? AND since > ? AND since <= ?",
                     (dataset, low, upto))
-            ]  # fmt: skip
-        for ref in request.histories:
-            facts.histories[ref] = self._history(ref)
-        for aid in request.alerts:
-            found = self.alert(aid)
-            if found is not None:
-                facts.alerts[aid] = found
+            ]
+        facts.histories = self._histories(request.histories)
+        for aid, body in self._keyed(((a,) for a in request.alerts), 1,
+                                     "SELECT a.alert_id, a.body FROM k JOIN alerts a "
+                                     "ON a.alert_id = k.c0"):
+            facts.alerts[aid] = Alert.model_validate_json(body)
         if request.state is not None:
             facts.state = self._state(request.state)
-        return facts
+        return facts  # fmt: skip
+
+    def _nodes(self, refs: Iterable[str]) -> dict[str, IdentifierNode]:
+        keys = [(r,) for r in refs]
+        found = {
+            ref: (category, display)
+            for ref, category, display in self._keyed(
+                keys, 1, "SELECT i.ref, i.category, i.display FROM k JOIN identifiers i "
+                "ON i.ref = k.c0")
+        }  # fmt: skip
+        if not found:
+            return {}
+        subjects: dict[str, set[str]] = {}
+        for ref, subject in self._keyed(
+            keys, 1, "SELECT s.ref, s.subject FROM k JOIN subjects s ON s.ref = k.c0"
+        ):
+            subjects.setdefault(ref, set()).add(subject)
+        erasures: dict[str, list[int]] = {}
+        for ref, at in self._keyed(
+            keys, 1, "SELECT e.ref, e.at FROM k JOIN erasures e ON e.ref = k.c0"
+        ):
+            erasures.setdefault(ref, []).append(at)
+        return {
+            ref: IdentifierNode(ref, cast(Category, category), display,
+                                frozenset(subjects.get(ref, ())),
+                                tuple(sorted(erasures.get(ref, ()))))
+            for ref, (category, display) in found.items()
+        }  # fmt: skip
 
     def _node(self, ref: str) -> IdentifierNode | None:
-        row = self._db.execute(
-            "SELECT category, display FROM identifiers WHERE ref = ?", (ref,)
-        ).fetchone()
-        if row is None:
-            return None
-        subjects = frozenset(s for (s,) in self._q(
-            "SELECT subject FROM subjects WHERE ref = ?", (ref,)))  # fmt: skip
-        erasures = tuple(a for (a,) in self._q(
-            "SELECT at FROM erasures WHERE ref = ? ORDER BY at", (ref,)))  # fmt: skip
-        return IdentifierNode(ref, cast(Category, row[0]), row[1], subjects, erasures)
+        return self._nodes([ref]).get(ref)
 
-    def _first_runs(self, kind: str, dataset: str, since: int) -> list[FirstRun]:
-        found: list[FirstRun] = []
-        for b, job in self._q("SELECT b, job FROM edges WHERE kind = ? AND a = ?", (kind, dataset)):
-            row = self._db.execute(
-                "SELECT at, event_id FROM runs WHERE kind = ? AND a = ? AND b = ? AND job = ? "
-                "AND at >= ? ORDER BY at, event_id LIMIT 1",
-                (kind, dataset, b, job, since),
-            ).fetchone()
-            if row is not None:
-                found.append(FirstRun(b, job, Run(row[0], row[1])))
+    def _first_runs(
+        self, kind: str, keys: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], list[FirstRun]]:
+        """The first run at or after each time of every edge of each dataset."""
+        found: dict[tuple[str, int], list[FirstRun]] = {}
+        first = (
+            "SELECT {col} FROM runs r WHERE r.kind = e.kind AND r.a = e.a AND r.b = e.b "
+            "AND r.job = e.job AND r.at >= k.c1 ORDER BY r.at, r.event_id LIMIT 1"
+        )
+        sql = (
+            f"SELECT * FROM (SELECT k.c0, k.c1, e.b, e.job, ({first.format(col='r.at')}) AS at, "
+            f"({first.format(col='r.event_id')}) AS eid FROM k JOIN edges e "
+            f"ON e.kind = '{kind}' AND e.a = k.c0) WHERE at IS NOT NULL"
+        )
+        for dataset, since, b, job, at, eid in self._keyed(keys, 2, sql):
+            found.setdefault((dataset, since), []).append(FirstRun(b, job, Run(at, eid)))
         return found
 
-    def _history(self, ref: str) -> History:
-        return History(
-            collections=tuple(Collection(*r) for r in self._q(
-                "SELECT ref, dataset, purpose, at, event_id FROM collections WHERE ref = ?",
-                (ref,))),
-            copies=tuple(_copy(r) for r in self._q(
-                f"SELECT {_COPY} FROM copies WHERE ref = ?", (ref,))),
-            alert_ids=tuple(a for (a,) in self._q(
-                "SELECT alert_id FROM alerts WHERE ref = ?", (ref,))),
-        )  # fmt: skip
+    def _histories(self, refs: Iterable[str]) -> dict[str, History]:
+        keys = [(r,) for r in refs]
+        collections: dict[str, list[Collection]] = {r: [] for (r,) in keys}
+        copies: dict[str, list[Copy]] = {r: [] for (r,) in keys}
+        alert_ids: dict[str, list[str]] = {r: [] for (r,) in keys}
+        for r in self._keyed(keys, 1, "SELECT c.ref, c.dataset, c.purpose, c.at, c.event_id "
+                             "FROM k JOIN collections c ON c.ref = k.c0"):
+            collections[r[0]].append(Collection(*r))
+        for r in self._keyed(keys, 1, f"SELECT {_COPY_C} FROM k JOIN copies c ON c.ref = k.c0"):
+            copies[r[0]].append(_copy(r))
+        for ref, aid in self._keyed(keys, 1, "SELECT a.ref, a.alert_id FROM k JOIN alerts a "
+                                    "ON a.ref = k.c0"):
+            alert_ids[ref].append(aid)
+        return {
+            ref: History(tuple(collections[ref]), tuple(copies[ref]), tuple(alert_ids[ref]))
+            for (ref,) in keys
+        }  # fmt: skip
 
-    def _exists(self, sql: str, params: Sequence[Any]) -> bool:
-        return self._db.execute(sql, params).fetchone() is not None
+    def _present(self, keys: Iterable[tuple[Any, ...]], table: str, columns: str) -> set[Any]:
+        names = [c.strip() for c in columns.split(",")]
+        on = " AND ".join(f"t.{n} = k.c{i}" for i, n in enumerate(names))
+        select = ", ".join(f"k.c{i}" for i in range(len(names)))
+        return {tuple(r) for r in self._keyed(
+            keys, len(names), f"SELECT {select} FROM k JOIN {table} t ON {on}")}  # fmt: skip
 
     def _state(self, keys: StateKeys) -> State:
         state = State()
-        for ref in keys.identifiers:
-            node = self._node(ref)
-            if node is not None:
-                state.identifiers[ref] = NodeState(set(node.erasures), set(node.subjects))
-        state.datasets = {k for k in keys.datasets
-                          if self._exists("SELECT 1 FROM datasets WHERE key = ?", (k,))}
-        state.jobs = {j for j in keys.jobs
-                      if self._exists("SELECT 1 FROM jobs WHERE name = ?", (j,))}
-        state.collections = {k for k in keys.collections if self._exists(
-            "SELECT 1 FROM collections WHERE ref = ? AND dataset = ? AND purpose = ? "
-            "AND at = ? AND event_id = ?", k)}
-        state.carried = {k for k in keys.carried if self._exists(
-            "SELECT 1 FROM carried WHERE ref = ? AND source = ? AND target = ? AND job = ? "
-            "AND at = ? AND event_id = ?", k)}
-        state.specific = {k for k in keys.specific if self._exists(
-            "SELECT 1 FROM specific WHERE ref = ? AND dataset = ? AND purpose = ? AND job = ? "
-            "AND at = ? AND event_id = ?", k)}  # fmt: skip
-        for key in keys.runs:
-            edge = key[:4]
-            if self._exists(
-                "SELECT 1 FROM edges WHERE kind = ? AND a = ? AND b = ? AND job = ?", edge
-            ):
-                state.edges.add(edge)
-            if self._exists(
-                "SELECT 1 FROM runs WHERE kind = ? AND a = ? AND b = ? AND job = ? AND at = ? "
-                "AND event_id = ?", key,
-            ):
-                state.runs.add(key)
-                continue
-            row = self._db.execute(
-                "SELECT max(at) FROM runs WHERE kind = ? AND a = ? AND b = ? AND job = ? "
-                "AND at < ?", (*edge, key[4]),
-            ).fetchone()
-            state.previous[key] = row[0]
-        return state
+        for ref, node in self._nodes(keys.identifiers).items():
+            state.identifiers[ref] = NodeState(set(node.erasures), set(node.subjects))
+        state.datasets = {k for (k,) in self._present(((d,) for d in keys.datasets),
+                                                      "datasets", "key")}
+        state.jobs = {j for (j,) in self._present(((j,) for j in keys.jobs), "jobs", "name")}
+        state.collections = self._present(keys.collections, "collections",
+                                          "ref, dataset, purpose, at, event_id")
+        state.carried = self._present(keys.carried, "carried",
+                                      "ref, source, target, job, at, event_id")
+        state.specific = self._present(keys.specific, "specific",
+                                       "ref, dataset, purpose, job, at, event_id")
+        edges = {key[:4] for key in keys.runs}
+        state.edges = self._present(edges, "edges", "kind, a, b, job")
+        state.runs = self._present(keys.runs, "runs", "kind, a, b, job, at, event_id")
+        absent = [key for key in keys.runs if key not in state.runs]
+        for key, previous in zip(absent, self._keyed(
+            absent, 6, "SELECT (SELECT max(r.at) FROM runs r WHERE r.kind = k.c0 AND "
+            "r.a = k.c1 AND r.b = k.c2 AND r.job = k.c3 AND r.at < k.c4) FROM k"
+        ), strict=True):
+            state.previous[key] = previous[0]
+        return state  # fmt: skip
 
     # -- the port: writes --------------------------------------------------------------
     def write(self, writes: Writes) -> None:
@@ -266,8 +301,7 @@ class SqliteStore:
                 "<= (copies.since, copies.hops, copies.event_id)",
                 [_copy_row(c) for c in writes.copies],
             )
-            for alert in writes.alerts:
-                self._put_alert(alert)
+            self._put_alerts(writes.alerts)
         except sqlite3.Error as exc:
             raise StoreError(f"projection write failed: {exc}") from exc
 
@@ -295,21 +329,22 @@ class SqliteStore:
                 [tuple(item[n] for n in names) for item in items],
             )
 
-    def _put_alert(self, alert: Alert) -> None:
-        changed = self._db.execute(
+    def _put_alerts(self, alerts: Sequence[Alert]) -> None:
+        """Upsert keeping the higher revision; what was written enters the outbox."""
+        self._db.executemany(
             "INSERT INTO alerts (alert_id, ref, revision, status, occurred_at, body) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET "
             "revision = excluded.revision, status = excluded.status, "
             "occurred_at = excluded.occurred_at, body = excluded.body "
             "WHERE excluded.revision > alerts.revision",
-            (alert.alert_id, alert.identifier, alert.revision, alert.status,
-             alert.occurred_at.isoformat(), alert.model_dump_json()),
-        ).rowcount  # fmt: skip
-        if changed:
-            self._db.execute(
-                "INSERT OR REPLACE INTO outbox (alert_id, revision) VALUES (?, ?)",
-                (alert.alert_id, alert.revision),
-            )
+            [(a.alert_id, a.identifier, a.revision, a.status, a.occurred_at.isoformat(),
+              a.model_dump_json()) for a in alerts],
+        )  # fmt: skip
+        self._db.executemany(
+            "INSERT OR REPLACE INTO outbox (alert_id, revision) SELECT alert_id, revision "
+            "FROM alerts WHERE alert_id = ? AND revision = ?",
+            [(a.alert_id, a.revision) for a in alerts],
+        )
 
     # -- operators' reads ----------------------------------------------------------------
     def alerts(self, include_withdrawn: bool = False) -> list[Alert]:
@@ -421,8 +456,8 @@ class SqliteStore:
         )
         for (old_body,) in gone:
             old = Alert.model_validate_json(old_body)
-            self._put_alert(old.model_copy(update={"status": "withdrawn",
-                                                   "revision": old.revision + 1}))  # fmt: skip
+            self._put_alerts([old.model_copy(update={"status": "withdrawn",
+                                                     "revision": old.revision + 1})])  # fmt: skip
         db.execute("DROP TABLE previous_alerts")
         self.set_meta("replaying", None)
         self.set_meta("format", str(FORMAT))

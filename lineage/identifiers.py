@@ -42,13 +42,20 @@ class IdentifierRef(BaseModel):
 def normalize_phone(raw: str, default_region: str | None = None) -> str:
     """E.164 form; numbers without a country code need ``default_region`` (e.g. ``"US"``,
     any case: ``phonenumbers`` itself only knows upper-case region codes)."""
+    return _parse_phone(raw, default_region)[0]
+
+
+def _parse_phone(raw: str, default_region: str | None) -> tuple[str, str]:
+    """E.164 and masked form from one parse (parsing dominates the cost of ingest)."""
     try:
         number = phonenumbers.parse(raw, default_region.strip().upper() if default_region else None)
     except phonenumbers.NumberParseException as exc:
         raise InvalidIdentifierError(f"invalid phone number: {exc}") from None
     if not phonenumbers.is_valid_number(number):
         raise InvalidIdentifierError("invalid phone number: not a valid number for its region")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    national = phonenumbers.national_significant_number(number)
+    return e164, f"+{number.country_code} ***-***-{national[-4:]}"
 
 
 def check_region(region: str | None) -> str | None:
@@ -99,6 +106,10 @@ def mask(category: Category, normalized: str) -> str:
     return mask_phone(normalized) if category == "phone" else mask_email(normalized)
 
 
+#: Distinct raw identifiers remembered per process (about 0.5 KB each).
+MEMO_ENTRIES = 200_000
+
+
 class Pseudonymizer:
     """Keyed hash (HMAC-SHA256) so refs are stable for joins but not reversible by dictionary."""
 
@@ -109,18 +120,32 @@ class Pseudonymizer:
             )
         self._key = key
         self.default_region = check_region(default_region)
+        self._seen: dict[tuple[Category, str], IdentifierRef] = {}
 
     def _digest(self, namespace: str, value: str) -> str:
         message = f"{namespace}:{value}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def identifier(self, category: Category, raw: str) -> IdentifierRef:
-        normalized = normalize(category, raw, self.default_region)
-        return IdentifierRef(
-            category=category,
-            ref=self._digest(category, normalized),
-            display=mask(category, normalized),
+        """Each distinct raw value is normalized and hashed once per process: an identifier
+        appears in several events (collection, flows, uses) and parsing dominates ingest. The
+        memo is in memory only and bounded."""
+        key = (category, raw)
+        found = self._seen.get(key)
+        if found is not None:
+            return found
+        if category == "phone":
+            normalized, display = _parse_phone(raw, self.default_region)
+        else:
+            normalized = normalize_email(raw)
+            display = mask_email(normalized)
+        found = IdentifierRef(
+            category=category, ref=self._digest(category, normalized), display=display
         )
+        if len(self._seen) >= MEMO_ENTRIES:
+            self._seen.clear()
+        self._seen[key] = found
+        return found
 
     def subject(self, raw: str) -> str:
         """Account ids are personal data too; they are hashed in their own namespace."""

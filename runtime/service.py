@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import TypeVar
 
 from graph.sqlite_store import FORMAT, SqliteStore
@@ -73,6 +74,15 @@ def open_store(settings: Settings) -> GraphStore:
     return Neo4jStore(uri, user, password, database=settings.neo4j_database)
 
 
+def _initialised(path: Path) -> bool:
+    """A fresh home has no tables yet: a reader lets a short-lived writer create them."""
+    probe = LocalEventLog(path, read_only=True)
+    try:
+        return SqliteStore.initialised(probe.connection)
+    finally:
+        probe.close()
+
+
 class LineageService:
     def __init__(
         self,
@@ -112,11 +122,13 @@ class LineageService:
             return cls(settings, open_store(settings), KafkaEventLog.from_settings(settings),
                        policy, pseudonymizer, sinks)  # fmt: skip
         home = homes.prepare(settings.home)
+        path = homes.database(home)
+        if not writer and not _initialised(path):
+            cls.open(settings, (), writer=True, rebuilding=rebuilding).close()
         lock = homes.WriterLock(home, settings.lock_wait_seconds) if writer else None
         try:
-            path = homes.database(home)
             log = LocalEventLog(path, read_only=not writer)
-            store: GraphStore = SqliteStore(log.connection)
+            store: GraphStore = SqliteStore(log.connection, create=writer)
             if settings.store_kind == "neo4j":
                 store = open_store(settings)
             service = cls(settings, store, log, policy, pseudonymizer, sinks, lock)

@@ -49,11 +49,11 @@ class LocalEventLog:
     it, so an append and what it derives commit together."""
 
     def __init__(self, path: Path, read_only: bool = False) -> None:
+        """``read_only``: a query-only connection that creates nothing (WAL readers never
+        block the writer, nor wait for it)."""
         try:
-            if read_only:
-                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-            else:
-                self._db = sqlite3.connect(path, isolation_level=None)
+            self._db = sqlite3.connect(path, isolation_level=None)
+            if not read_only:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(SCHEMA)

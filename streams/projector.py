@@ -134,7 +134,7 @@ class Projector:
             await retrying(
                 lambda: self._outlet.publish_alerts(pending), "publishing alerts", BROKER_DOWN
             )
-            await self._store_call(self._store.mark_published, [a.alert_id for a in pending])
+            await self._store_call(self._store.mark_published, pending)
             sent += len(pending)
         if sent:
             log.info("published %d alert(s)", sent)

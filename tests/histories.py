@@ -109,7 +109,6 @@ def erased(eid: str, who: str, when: When) -> IdentifierErased:
 hours = st.integers(min_value=0, max_value=MAX_HOUR)
 people = st.sampled_from(sorted(PEOPLE))
 datasets = st.sampled_from(DATASETS)
-listed = st.none() | st.lists(people, min_size=1, max_size=2, unique=True)
 
 
 def other_than(dataset: str) -> st.SearchStrategy[str]:
@@ -225,7 +224,7 @@ def histories(draw: st.DrawFn, max_events: int = 20) -> History:
             made.append(erased(next(ids), who, when))
             erased_people.append((who, when))
     for _ in range(n_recollect):  # a new life: collected again at or after the erasure
-        if room():
+        if room() and erased_people:
             who, when = draw(st.sampled_from(erased_people))
             made.append(
                 collected(
@@ -234,6 +233,7 @@ def histories(draw: st.DrawFn, max_events: int = 20) -> History:
                     draw(st.sampled_from([seen[who]] if who in seen else DATASETS) | datasets),
                     draw(st.sampled_from(COLLECT_PURPOSES)),
                     draw(st.integers(when, MAX_HOUR)),
+                    owner=draw(st.none() | st.sampled_from(OWNERS)),
                 )
             )
     repeats = draw(st.lists(st.sampled_from(made), max_size=3))

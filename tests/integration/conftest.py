@@ -25,7 +25,7 @@ from kafka.errors import KafkaError
 from neo4j import Driver, GraphDatabase
 from pydantic import SecretStr
 
-from graph.networkx_store import NetworkxStore
+from graph.sqlite_store import SqliteStore
 from graph.store import GraphSnapshot, GraphStore
 from lineage.alerts import Alert
 from lineage.events import Event
@@ -84,8 +84,12 @@ class Reference:
 
 @pytest.fixture(scope="session")
 def reference(case_events: list[Event], policy: Policy) -> Reference:
-    store = NetworkxStore()
-    Tracker(store, policy).apply(case_events)
+    return reference_of(case_events, policy)
+
+
+def reference_of(events: Sequence[Event], policy: Policy) -> Reference:
+    store = SqliteStore()
+    Tracker(store, policy).apply(events)
     return Reference(store.snapshot(), store.alerts())
 
 

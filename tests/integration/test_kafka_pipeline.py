@@ -23,10 +23,12 @@ from lineage.alerts import Alert
 from lineage.events import Event, IdentifierCollected, dump_event
 from lineage.identifiers import Pseudonymizer, guess_category
 from lineage.inbound import InboundParser
+from lineage.policy import Policy
 from lineage.reference_case import (
     AD_PURPOSE,
     ADS,
     AUTH,
+    BACKUP,
     MATCH_JOB,
     SECURITY_PURPOSES,
     SYNC_JOB,
@@ -36,7 +38,7 @@ from streams.alerts_follow import follow_alerts
 from streams.faust_app import projector_group_id
 from streams.kafka_log import ensure_topics, partition_key
 from streams.projector import OUTBOX_BATCH
-from tests.integration.conftest import ROOT, Pipeline, Reference
+from tests.integration.conftest import ROOT, Pipeline, Reference, reference_of
 
 pytestmark = [pytest.mark.kafka, pytest.mark.neo4j, pytest.mark.timeout(180)]
 
@@ -227,11 +229,45 @@ def test_cli_ingest_to_kafka_feeds_the_worker(
     assert letter.value == b"{broken"
 
 
+#: Whole-dataset uses of the backup for ad targeting, spread over the history: each is keyed by
+#: the backup dataset while collections are keyed by identifier, so two workers race on the
+#: backup (one propagates a copy into it and reads its uses, the other adds a use and reads its
+#: copies): only the store's locks make every violation found (graph/neo4j_store.py).
+BACKUP_EXPORT_JOB = "warehouse-audience-export"
+
+
+def _backup_exports(parser: InboundParser, count: int = 12) -> list[Event]:
+    first, last = datetime(2013, 6, 1, tzinfo=UTC), datetime(2019, 6, 1, tzinfo=UTC)
+    step = (last - first) / (count - 1)
+    observed = datetime.now(UTC)
+    return [
+        parser.parse_record(
+            {
+                "type": "DataUsed",
+                "event_id": f"backup-export-{n}",
+                "event_time": (first + n * step).isoformat().replace("+00:00", "Z"),
+                "producer": "warehouse",
+                "dataset": BACKUP,
+                "job": BACKUP_EXPORT_JOB,
+                "purpose": AD_PURPOSE,
+            },
+            observed,
+        )
+        for n in range(count)
+    ]
+
+
 def test_two_workers_split_the_partitions_and_build_the_same_graph(
-    pipeline: Pipeline, case_events: list[Event], reference: Reference
+    pipeline: Pipeline, case_events: list[Event], parser: InboundParser, policy: Policy
 ) -> None:
     """Scale-out: two workers in one consumer group, each applying its partitions
-    concurrently into the one Neo4j, end with exactly the graph and alerts of one worker."""
+    concurrently into the one Neo4j, end with exactly the graph and alerts of one worker,
+    including the violations of whole-dataset uses racing with the copies they reach."""
+    events = sorted(
+        [*case_events, *_backup_exports(parser)], key=lambda e: (e.event_time, e.event_id)
+    )
+    reference = reference_of(events, policy)
+    assert any(a.use_job == BACKUP_EXPORT_JOB for a in reference.alerts)
     pipeline.start_worker()
     pipeline.start_worker()
     group = projector_group_id(pipeline.settings)
@@ -247,12 +283,14 @@ def test_two_workers_split_the_partitions_and_build_the_same_graph(
             break
         assert time.monotonic() < deadline, f"group never had two members: {info}"
         time.sleep(0.5)
-    pipeline.produce(case_events)
+    pipeline.produce(events)
     pipeline.wait_caught_up()
     assert all(worker.poll() is None for worker in pipeline.workers), pipeline.worker_output()
     assert pipeline.store.snapshot() == reference.snapshot
     published = pipeline.published_alert_ids()
     assert set(published) == {alert.alert_id for alert in reference.alerts}
+    stored = pipeline.store.alerts()
+    assert [a.content() for a in stored] == [a.content() for a in reference.alerts]
 
 
 def test_from_beginning_replays_the_log_into_an_emptied_graph(

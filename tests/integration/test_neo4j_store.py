@@ -1,12 +1,15 @@
-"""Neo4j-only checks the shared contract cannot make: schema, batching against the reference,
-query plans, error translation and concurrent writers. Real server from ``services/svc``."""
+"""Neo4j-only checks the shared contract cannot make: schema, query plans, statements per
+fetch and write, planner state against the embedded store, the README's Cypher, error
+translation and concurrent writers. Real server from ``services/svc``."""
 
 from __future__ import annotations
 
 import os
+import re
 import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,27 +21,37 @@ from neo4j.exceptions import AuthError, DriverError, ServiceUnavailable
 import graph.neo4j_store as neo4j_store_module
 from graph import neo4j_cypher as cypher
 from graph.neo4j_store import Neo4jStore
-from graph.networkx_store import NetworkxStore
-from lineage.alerts import Alert, EvidenceStep
+from graph.sqlite_store import SqliteStore
+from graph.store import GraphStore
 from lineage.errors import StoreError
+from lineage.events import Event
+from lineage.inbound import InboundParser
 from lineage.model import CarriedFlow, Collection, Copy, Origin, Run, SpecificUse
+from lineage.planner import keys_of, plan
+from lineage.policy import Policy
+from lineage.ports import Request, Writes
 from lineage.projection import (
     AddCarriedFlow,
     AddCollection,
     AddFlowRun,
     AddSpecificUse,
     AddUseRun,
+    Change,
     MarkErased,
     Mutation,
     PutDataset,
     PutIdentifier,
     PutJob,
 )
+from lineage.reference_case import generate
+from lineage.tracker import Tracker
+from tests import factories as f
 from tests.conftest import require_service
 
 pytestmark = pytest.mark.neo4j
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +82,20 @@ def driver(credentials: tuple[str, str, str]) -> Iterator[Driver]:
         yield raw
 
 
+def _apply(store: GraphStore, mutations: Sequence[Mutation]) -> list[Change]:
+    """What the tracker does before propagation: read state, plan, write the fact rows."""
+
+    def unit() -> list[Change]:
+        state = store.fetch(Request(state=keys_of(mutations))).state
+        assert state is not None
+        planned = plan(mutations, state)
+        if planned.rows:
+            store.write(Writes(facts=planned.rows))
+        return planned.changes
+
+    return store.atomically(unit)
+
+
 def _put_nodes(*refs: str) -> list[Mutation]:
     return [
         PutDataset("auth:db", "auth", "db"),
@@ -77,22 +104,8 @@ def _put_nodes(*refs: str) -> list[Mutation]:
     ]
 
 
-def _alert(aid: str, minutes: int, rule: str = "r") -> Alert:
-    at = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)
-    return Alert(
-        alert_id=aid,
-        rule=rule,
-        severity="high",
-        identifier=A,
-        category="email",
-        origin_dataset="auth:db",
-        origin_purpose="essential.service.authentication",
-        use_dataset="ads:t",
-        use_job="matcher",
-        use_purpose="marketing.advertising.third_party.targeted",
-        occurred_at=at,
-        evidence=[EvidenceStep(kind="used", event_id="u", at=at, dataset="ads:t")],
-    )
+def _count(driver: Driver, query: str) -> int:
+    return int(driver.execute_query(query, database_="neo4j").records[0][0])
 
 
 # -- schema ------------------------------------------------------------------------------------
@@ -122,42 +135,130 @@ def test_constraints_and_indexes_exist_and_survive_clear(
         for r in driver.execute_query("SHOW INDEXES", database_="neo4j").records
         if r["labelsOrTypes"]
     }
+    run_keys = ("at", "event_id")
     assert indexes[("RELATIONSHIP", ("COPY_IN",), ("dataset", "since"))] == "ONLINE"
-    outbox = ("NODE", ("Alert",), ("published", "raised_at", "raised_index"))
-    assert indexes[outbox] == "ONLINE"
+    flow_run = ("RELATIONSHIP", ("FLOW_RUN",), ("source", "target", "job", *run_keys))
+    assert indexes[flow_run] == "ONLINE"
+    use_run = ("RELATIONSHIP", ("USE_RUN",), ("dataset", "purpose", "job", *run_keys))
+    assert indexes[use_run] == "ONLINE"
+    assert indexes[("NODE", ("Alert",), ("queued_at", "queued_index"))] == "ONLINE"
 
 
-def _operators(plan: Any) -> list[str]:
-    found = [plan["operatorType"].split("@")[0]]
+# -- plans -------------------------------------------------------------------------------------
+
+
+def _operators(plan: Any) -> list[tuple[str, str]]:
+    details = str(plan.get("args", {}).get("Details", ""))
+    found = [(plan["operatorType"].split("@")[0], details)]
     for child in plan.get("children", []):
         found += _operators(child)
     return found
 
 
 @pytest.mark.parametrize(
-    ("query", "params", "expected"),
-    [
-        (cypher.COPIES_IN_BETWEEN, {"dataset": "d", "after": 1, "upto": 2}, "IndexSeek"),
-        (cypher.COPIES_IN_UPTO, {"dataset": "d", "upto": 2}, "IndexSeek"),
-        (cypher.COPIES_OF, {"identifier": A, "dataset": "d"}, "Expand(Into)"),
-        (cypher.IDENTIFIER, {"ref": A}, "NodeUniqueIndexSeek"),
-        (cypher.FLOWS_FROM, {"dataset": "d"}, "NodeUniqueIndexSeek"),
-        (cypher.IDENTIFIER_FACTS, {"refs": [A]}, "NodeUniqueIndexSeek"),
-    ],
+    "query",
+    [cypher.FETCH, cypher.FETCH_LOCKING, cypher.WRITE, cypher.UNPUBLISHED_ALERTS],
+    ids=["fetch", "fetch-locking", "write", "outbox"],
 )
-def test_hot_path_reads_seek_indexes(
-    store: Neo4jStore, driver: Driver, query: str, params: dict[str, Any], expected: str
+def test_hot_statements_only_seek(store: Neo4jStore, driver: Driver, query: str) -> None:
+    """Every read starts from a unique-constraint seek or a relationship index seek, whatever
+    the statistics (e.g. right after ``clear``); no label or full scan anywhere."""
+    params = {"r": {}, "w": {}, "limit": 10}
+    operators = _operators(driver.execute_query("EXPLAIN " + query, params).summary.plan)
+    names = [name for name, _ in operators]
+    assert not any("AllNodesScan" in n or "LabelScan" in n or "RelationshipTypeScan" in n
+                   or n.endswith("RelationshipScan") for n in names), names  # fmt: skip
+    if query is cypher.WRITE or query.startswith(cypher.FETCH):
+        seeks = " ".join(d for n, d in operators if "RelationshipIndexSeek" in n)
+        assert "FLOW_RUN(" in seeks and "USE_RUN(" in seeks
+    if query is not cypher.WRITE and query is not cypher.UNPUBLISHED_ALERTS:
+        seeks = " ".join(d for n, d in operators if "RelationshipIndexSeek" in n)
+        assert "COPY_IN(dataset, since)" in seeks  # arrivals
+        expands = [d for n, d in operators if n == "Expand(Into)"]
+        assert any("COPY_IN" in d for d in expands)  # copies by (identifier, dataset)
+
+
+def test_a_first_run_is_one_index_entry_however_many_runs(
+    store: Neo4jStore, driver: Driver
 ) -> None:
-    summary = driver.execute_query("EXPLAIN " + query, params, database_="neo4j").summary
-    operators = _operators(summary.plan)
-    assert any(expected in op for op in operators), operators
-    assert not any("AllNodesScan" in op or "LabelScan" in op for op in operators), operators
+    """The runs' index gives (at, event_id) order: LIMIT 1 stops at the first entry."""
+    mutations: list[Mutation] = [*_put_nodes(), PutJob("sync"), PutJob("matcher")]
+    for n in range(300):
+        mutations.append(AddFlowRun("auth:db", "ads:t", "sync", Run(n, f"r{n}")))
+        mutations.append(AddUseRun("ads:t", "matcher", f.ADS, Run(n, f"u{n}")))
+    _apply(store, mutations)
+    found = store.fetch(Request(flows={("auth:db", 100)}, uses={("ads:t", 250)}))
+    assert [r.run for r in found.flows[("auth:db", 100)]] == [Run(100, "r100")]
+    assert [r.run for r in found.uses[("ads:t", 250)]] == [Run(250, "u250")]
+    params = {"r": {**_empty_request(), "flows": [["auth:db", 100]], "uses": [["ads:t", 0]]}}
+    profile = driver.execute_query("PROFILE " + cypher.FETCH, params).summary.profile
+    seeks = [p for p in _profiles(profile) if "RelationshipIndexSeek" in p["operatorType"]]
+    assert sorted(p["rows"] for p in seeks if p["rows"]) == [1, 1], seeks  # 300 runs each
 
 
-# -- apply against the reference ---------------------------------------------------------------
+def _profiles(plan: Any) -> list[Any]:
+    return [plan, *(p for child in plan.get("children", []) for p in _profiles(child))]
 
 
-def test_one_batch_with_repeated_keys_reports_what_networkx_reports(store: Neo4jStore) -> None:
+def _empty_request() -> dict[str, Any]:
+    state_kinds = ("identifiers", "datasets", "jobs", "collections", "flow_edges", "use_edges",
+                   "flow_runs", "use_runs", "carried", "specific")  # fmt: skip
+    kinds = ("identifiers", "copies", "carried", "specific", "flows", "uses", "arrivals",
+             "histories", "alerts")  # fmt: skip
+    state: dict[str, list[Any]] = {kind: [] for kind in state_kinds}
+    return {"state": state, **{kind: [] for kind in kinds}}
+
+
+# -- statements per unit -----------------------------------------------------------------------
+
+
+def _counting(store: Neo4jStore, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    counts = {"fetch": 0, "write": 0}
+    read, write = store._read, store._write
+
+    def counted_read(action: str, query: Any, **params: Any) -> Any:
+        counts["fetch"] += 1
+        return read(action, query, **params)
+
+    def counted_write(action: str, query: Any, **params: Any) -> None:
+        counts["write"] += 1
+        write(action, query, **params)
+
+    monkeypatch.setattr(store, "_read", counted_read)
+    monkeypatch.setattr(store, "_write", counted_write)
+    return counts
+
+
+def _wave_events(people: int) -> list[Event]:
+    """``people`` security collections, a whole-dataset flow and a violating use."""
+    return [
+        *(f.collected(f"c{n}", f"p{n}", "auth:x", f.SECURITY, 1, owner=f"p{n}")
+          for n in range(people)),
+        f.flowed("sync", "auth:x", "ads:m", 2),
+        f.used("match", "ads:m", f.ADS, 3),
+    ]  # fmt: skip
+
+
+def test_statements_per_unit_do_not_grow_with_the_batch(
+    store: Neo4jStore, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One statement per fetch (a propagation wave) and per write, for 3 or 300 identifiers."""
+    counts = _counting(store, monkeypatch)
+    small = Tracker(store, policy).apply(_wave_events(3))
+    few = dict(counts)
+    store.clear()
+    counts.update(fetch=0, write=0)
+    large = Tracker(store, policy).apply(_wave_events(300))
+    assert (len(small), len(large)) == (3, 300)
+    assert counts == few
+    assert counts["write"] == 2  # facts, then derived copies and alerts
+    assert counts["fetch"] <= 8, counts
+
+
+# -- the planner's state against the embedded store --------------------------------------------
+
+
+def test_one_batch_with_repeated_keys_plans_what_sqlite_plans(store: Neo4jStore) -> None:
     batch: list[Mutation] = [
         *_put_nodes(A, B),
         PutJob("sync"),
@@ -171,10 +272,10 @@ def test_one_batch_with_repeated_keys_reports_what_networkx_reports(store: Neo4j
         AddFlowRun("auth:db", "ads:t", "sync", Run(20, "r19")),
         AddUseRun("ads:t", "matcher", "p", Run(5, "u5")),
         AddUseRun("ads:t", "matcher", "p", Run(1, "u1")),
-        PutJob("matcher"),  # already created by the use run: no change
+        PutJob("matcher"),
         AddCollection(Collection(A, "auth:db", "sec", 50, "late")),
         AddCollection(Collection(A, "auth:db", "sec", 40, "early")),
-        AddCollection(Collection(A, "auth:db", "sec", 45, "middle")),
+        AddCollection(Collection(A, "auth:db", "sec", 40, "early")),
         AddCarriedFlow(CarriedFlow(B, "auth:db", "ads:t", "sync", 7, "f7")),
         AddCarriedFlow(CarriedFlow(B, "auth:db", "ads:t", "other-job", 8, "f7")),
         AddSpecificUse(SpecificUse(B, "ads:t", "matcher", "p", 9, "u9")),
@@ -183,13 +284,14 @@ def test_one_batch_with_repeated_keys_reports_what_networkx_reports(store: Neo4j
         MarkErased(B, 90, "e0"),
         MarkErased(B, 95, "e2"),
     ]
-    reference = NetworkxStore()
-    expected = reference.apply(batch)
-    assert store.apply(batch) == expected
+    reference = SqliteStore(":memory:")
+    assert _apply(store, batch) == _apply(reference, batch)
     assert store.snapshot() == reference.snapshot()
-    assert store.apply(batch) == reference.apply(batch) == []
-    (flow,) = store.flows_from("auth:db")
+    assert _apply(store, batch) == _apply(reference, batch) == []
+    (flow,) = store.snapshot().flows
     assert [r.event_id for r in flow.runs] == ["r10", "r19", "r20", "r30"]
+    (node,) = (n for n in store.snapshot().identifiers if n.ref == B)
+    assert node.erasures == (90, 95, 100)
 
 
 MUTATION_REFS = [A, B, C]
@@ -222,17 +324,11 @@ def _mutations(draw: st.DrawFn) -> list[Mutation]:
             case "ident":
                 made.append(put_r)
             case "collect":
-                made += [
-                    *put_d,
-                    put_r,
-                    AddCollection(Collection(r, d, draw(purpose), draw(at), draw(eid))),
-                ]
+                collection = Collection(r, d, draw(purpose), draw(at), draw(eid))
+                made += [*put_d, put_r, AddCollection(collection)]
             case "flow":
-                made += [
-                    *put_d,
-                    PutJob(draw(job)),
-                    AddFlowRun(d, t, draw(job), Run(draw(at), draw(eid))),
-                ]
+                run = Run(draw(at), draw(eid))
+                made += [*put_d, PutJob(draw(job)), AddFlowRun(d, t, draw(job), run)]
             case "use":
                 made += [*put_d, AddUseRun(d, draw(job), draw(purpose), Run(draw(at), draw(eid)))]
             case "carry":
@@ -240,7 +336,7 @@ def _mutations(draw: st.DrawFn) -> list[Mutation]:
                 made += [*put_d, put_r, AddCarriedFlow(flow)]
             case "specific":
                 use = SpecificUse(r, d, draw(job), draw(purpose), draw(at), draw(eid))
-                made += [put_r, AddSpecificUse(use)]
+                made += [*put_d, put_r, AddSpecificUse(use)]
             case _:
                 made += [put_r, MarkErased(r, draw(at), draw(eid))]
     return made
@@ -250,86 +346,125 @@ def _mutations(draw: st.DrawFn) -> list[Mutation]:
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(batches=st.lists(_mutations(), min_size=1, max_size=4))
-def test_random_batches_report_and_store_what_networkx_does(
+def test_random_batches_plan_and_store_what_sqlite_does(
     shared: Neo4jStore, batches: list[list[Mutation]]
 ) -> None:
+    """The state a fetch answers (existing keys, previous runs) drives the same plan."""
     shared.clear()
-    reference = NetworkxStore()
+    reference = SqliteStore(":memory:")
     for batch in batches:
-        assert shared.apply(batch) == reference.apply(batch)
+        assert _apply(shared, batch) == _apply(reference, batch)
     assert shared.snapshot() == reference.snapshot()
 
 
-def test_a_large_batch_is_one_apply(store: Neo4jStore) -> None:
-    batch: list[Mutation] = [*_put_nodes(), PutJob("sync")]
-    for n in range(1_500):
-        ref = f"{n:064d}"
-        batch += [
-            PutIdentifier(ref, "email", None, f"s{n % 7}"),
-            AddCollection(Collection(ref, "auth:db", "sec", n, f"c{n}")),
-            AddFlowRun("auth:db", "ads:t", "sync", Run(n % 50, f"r{n % 50}")),
-        ]
-    reference = NetworkxStore()
-    assert store.apply(batch) == reference.apply(batch)
-    assert store.snapshot() == reference.snapshot()
-
-
-def test_erasing_an_unknown_identifier_fails_and_writes_nothing(store: Neo4jStore) -> None:
+def test_erasing_an_unknown_identifier_fails_and_leaves_nothing(
+    store: Neo4jStore, driver: Driver
+) -> None:
     with pytest.raises(StoreError, match="never stored"):
-        store.apply([PutDataset("auth:db", "auth", "db"), MarkErased(A, 1, "e1")])
-    assert store.snapshot().counts() == {name: 0 for name in store.snapshot().counts()}
+        _apply(store, [PutDataset("auth:db", "auth", "db"), MarkErased(A, 1, "e1")])
+    assert _count(driver, "MATCH (n) RETURN count(n)") == 0  # not even the locked nodes
 
 
-# -- copies and alerts -------------------------------------------------------------------------
+def test_a_fetch_outside_a_unit_reads_only(store: Neo4jStore, driver: Driver) -> None:
+    keys = keys_of([*_put_nodes(A), AddCollection(Collection(A, "auth:db", "p", 1, "c"))])
+    state = store.fetch(Request(state=keys, identifiers={A}, copies={(A, "auth:db")})).state
+    assert state is not None and not state.identifiers and not state.datasets
+    assert _count(driver, "MATCH (n) RETURN count(n)") == 0
 
 
-def test_put_copies_keeps_the_last_of_a_key_and_copies_in_is_ordered(store: Neo4jStore) -> None:
+def test_fetch_ignores_nodes_only_locked_by_a_unit(store: Neo4jStore) -> None:
+    """A unit's state fetch MERGEs the nodes it is about to put (to lock them); a rolled-back
+    or still-open unit's bare nodes are invisible to every read."""
+
+    def unit() -> None:
+        store.fetch(Request(state=keys_of(_put_nodes(A))))
+        found = store.fetch(Request(identifiers={A}, state=keys_of(_put_nodes(A))))
+        assert found.identifiers == {} and found.state is not None
+        assert not found.state.identifiers and not found.state.datasets
+        assert store.snapshot().counts() == {name: 0 for name in store.snapshot().counts()}
+
+    store.atomically(unit)
+
+
+# -- copies and runs ---------------------------------------------------------------------------
+
+
+def test_copies_of_one_write_keep_the_lowest_rank_per_key(store: Neo4jStore) -> None:
     origin = Origin("auth:db", "sec")
-    other = Origin("crm:news", "news")
-    store.put_copies(
-        [
-            Copy(A, "auth:db", origin, 50, "first"),
-            Copy(A, "auth:db", origin, 30, "second"),
-            Copy(C, "auth:db", other, 20, "c"),
-            Copy(B, "auth:db", origin, 20, "b"),
-            Copy(A, "ads:t", origin, 10, "elsewhere", source="auth:db", job="sync"),
-        ]
+    _apply(store, _put_nodes(A, B))
+    store.write(
+        Writes(
+            copies=[
+                Copy(A, "auth:db", origin, 50, "first"),
+                Copy(A, "auth:db", origin, 30, "second"),
+                Copy(A, "auth:db", origin, 30, "a", "x:y", "j", hops=1),
+                Copy(B, "auth:db", origin, 20, "b"),
+                Copy(A, "ads:t", origin, 10, "elsewhere", source="auth:db", job="sync"),
+            ]
+        )
     )
-    assert store.copies_of(A, "auth:db") == [Copy(A, "auth:db", origin, 30, "second")]
-    in_auth = store.copies_in("auth:db", None, 100)
-    assert [(c.since, c.identifier) for c in in_auth] == [(20, B), (20, C), (30, A)]
-    assert [c.event_id for c in store.copies_in("auth:db", 20, 30)] == ["second"]
-    assert store.copies_in("ads:t", 10, 100) == []
+    assert store.fetch(Request(copies={(A, "auth:db")})).copies[(A, "auth:db")] == [
+        Copy(A, "auth:db", origin, 30, "second")
+    ]
+    window = ("auth:db", 20, 30)
+    assert store.fetch(Request(arrivals={window})).arrivals[window] == [
+        Copy(A, "auth:db", origin, 30, "second")
+    ]
 
 
-def test_add_alerts_returns_each_new_id_once_within_and_across_calls(store: Neo4jStore) -> None:
-    a1, a2, a3 = _alert("a1", 5), _alert("a2", 1), _alert("a3", 3)
-    duplicate = _alert("a1", 9, rule="other")
-    assert store.add_alerts([a1, duplicate, a2, a1]) == [a1, a2]
-    assert store.add_alerts([a2, a3, a3]) == [a3]
-    assert store.alert("a1") == a1  # the first of a call wins
-    assert [a.alert_id for a in store.alerts()] == ["a2", "a3", "a1"]
-    # the first raised, then by occurrence: the networkx store's outbox order
-    assert [a.alert_id for a in store.unpublished_alerts(limit=2)] == ["a2", "a1"]
-    store.mark_published(["a2", "nope"])
-    assert store.add_alerts([a2]) == []
-    assert [a.alert_id for a in store.unpublished_alerts()] == ["a3", "a1"]
-    assert store.alert("missing") is None
+def test_each_run_is_its_own_relationship(store: Neo4jStore, driver: Driver) -> None:
+    """Adding a run creates one record and rewrites none (no list property grows)."""
+    _apply(store, [*_put_nodes(), PutJob("sync")])
+    for n in range(5):
+        _apply(store, [AddFlowRun("auth:db", "ads:t", "sync", Run(n, f"r{n}"))])
+    assert _count(driver, "MATCH ()-[r:FLOW_RUN]->() RETURN count(r)") == 5
+    assert _count(driver, "MATCH ()-[r:FLOWS_TO]->() RETURN count(r)") == 1
 
 
 def test_clear_deletes_in_batches(store: Neo4jStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(neo4j_store_module, "CLEAR_BATCH", 7)
     origin = Origin("auth:db", "sec")
-    store.put_copies([Copy(f"{n:064d}", f"d{n % 5}", origin, n, "e") for n in range(60)])
+    store.write(Writes(copies=[Copy(f"{n:064d}", f"d{n % 5}", origin, n, "e") for n in range(60)]))
     assert store.snapshot().counts()["copies"] == 60
     store.clear()
     assert store.snapshot().counts() == {name: 0 for name in store.snapshot().counts()}
 
 
+# -- the README's Cypher -----------------------------------------------------------------------
+
+
+def _readme_cypher() -> list[str]:
+    section = README.read_text().split("### Cypher for privacy officers", 1)[1]
+    block = re.search(r"```cypher\n(.*?)```", section, re.S)
+    assert block is not None, "the README lost its Cypher block"
+    text = "\n".join(line for line in block.group(1).splitlines() if not line.startswith("//"))
+    return [q.strip() for q in text.split(";") if q.strip()]
+
+
+def test_the_readme_cypher_answers_the_reference_case(
+    store: Neo4jStore, driver: Driver, parser: InboundParser, policy: Policy
+) -> None:
+    case = generate(users=60)
+    observed = datetime.now(UTC)
+    Tracker(store, policy).apply([parser.parse_record(r, observed) for r in case.records])
+    people, copies, jobs = _readme_cypher()
+    (row,) = driver.execute_query(people).records
+    assert row["people"] == len(case.truth.affected_subjects) > 0
+    assert case.truth.first_violation is not None and case.truth.last_violation is not None
+    assert row["first"] == int(case.truth.first_violation.timestamp() * 1_000_000)
+    assert row["last"] == int(case.truth.last_violation.timestamp() * 1_000_000)
+    where = {r["dataset"]: r["copies"] for r in driver.execute_query(copies).records}
+    assert where.keys() == {
+        "auth:contact_points", "warehouse:auth_backup", "ads:matchable_identifiers",
+    }  # fmt: skip
+    (used,) = driver.execute_query(jobs).records
+    assert used["job"] == "tailored-audiences-matcher" and used["alerts"] == len(store.alerts())
+
+
 # -- concurrent writers ------------------------------------------------------------------------
 
 
-def _in_threads(count: int, work: Any) -> None:
+def _in_threads(count: int, work: Callable[[int], object]) -> None:
     errors: list[BaseException] = []
 
     def guarded(n: int) -> None:
@@ -347,31 +482,35 @@ def _in_threads(count: int, work: Any) -> None:
         raise errors[0]
 
 
-def test_concurrent_batches_on_one_edge_lose_no_run(store: Neo4jStore) -> None:
-    """The PREPARE locks serialise read-modify-write of the run list across transactions."""
-    reported: list[Run] = []
-
-    def work(n: int) -> None:
-        for k in range(10):
-            run = Run(k * 10 + n, f"t{n}-{k}")
-            changes = store.apply([*_put_nodes(), AddFlowRun("auth:db", "ads:t", "sync", run)])
-            reported.extend(c.mutation.run for c in changes if isinstance(c.mutation, AddFlowRun))
-
-    _in_threads(4, work)
-    (flow,) = store.flows_from("auth:db")
-    assert len(flow.runs) == 40
-    assert sorted(reported) == list(flow.runs)
-
-
-def test_concurrent_add_alerts_return_each_id_once(store: Neo4jStore) -> None:
-    alerts = [_alert(f"a{n}", n) for n in range(30)]
-    returned: list[str] = []
-
-    def work(n: int) -> None:
-        returned.extend(a.alert_id for a in store.add_alerts(alerts[n:] + alerts[:n]))
-
-    _in_threads(3, work)
-    assert sorted(returned) == sorted(a.alert_id for a in alerts)
+def test_concurrent_units_on_shared_keys_lose_nothing(
+    credentials: tuple[str, str, str], store: Neo4jStore, policy: Policy
+) -> None:
+    """Four workers (four drivers) add runs of one flow, collections into its source and
+    uses of its target at once: deadlocks are retried, and the result is the sequential one."""
+    per_worker: list[list[Event]] = [
+        [
+            event
+            for k in range(6)
+            for event in (
+                f.collected(f"c{n}-{k}", f"p{n}-{k}", "auth:x", f.SECURITY, k + n / 10),
+                f.flowed(f"f{n}-{k}", "auth:x", "ads:m", k + 0.5 + n / 10),
+                f.used(f"u{n}-{k}", "ads:m", f.ADS, k + 0.7 + n / 10),
+            )
+        ]
+        for n in range(4)
+    ]
+    workers = [Neo4jStore(*credentials) for _ in per_worker]
+    try:
+        _in_threads(4, lambda n: [Tracker(workers[n], policy).apply([e]) for e in per_worker[n]])
+    finally:
+        for worker in workers:
+            worker.close()
+    reference = SqliteStore(":memory:")
+    Tracker(reference, policy).apply([e for events in per_worker for e in events])
+    assert store.snapshot() == reference.snapshot()
+    assert [a.content() for a in store.alerts()] == [a.content() for a in reference.alerts()]
+    (flow,) = store.snapshot().flows
+    assert len(flow.runs) == 24
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -407,5 +546,5 @@ def test_using_a_closed_store_is_a_store_error(credentials: tuple[str, str, str]
     closed = Neo4jStore(*credentials)
     closed.close()
     with pytest.raises(StoreError) as caught:
-        closed.identifier(A)
+        closed.fetch(Request(identifiers={A}))
     assert isinstance(caught.value.__cause__, DriverError)

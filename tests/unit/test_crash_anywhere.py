@@ -1,20 +1,26 @@
 """Crash anywhere in the embedded write path, recover, and get exactly the clean result.
 
-Each trial generates a small, messy history (``tests/crash_histories.py``), runs ``lineage ingest``
-as a subprocess with ``LINEAGE_FAULT=<point>:<N>`` (``runtime/faults.py``: SIGKILL at the N-th
-pass through that point) and a small ``LINEAGE_BATCH``, so the process dies between, inside or
-just after a batch's transaction, or between delivering alerts and marking them published.
+Each trial generates a small, messy history (``tests/crash_histories.py``) and runs
+``lineage ingest`` on it as a subprocess with a small ``LINEAGE_BATCH`` and
+``LINEAGE_FAULT=<point>:<N>`` (``runtime/faults.py``: SIGKILL at the N-th pass through that
+point), so the process dies before, inside or just after a batch's transaction, or between
+delivering alerts and marking them published; a quarter of the trials crash twice in a row.
 Then it ingests the same file again without a fault (event ids make re-sent records no-ops)
 and checks that
 
-* the alerts equal those of a clean home that ingested the file once (whole content, every
-  field but ``revision``, withdrawn alerts left out),
-* ``lineage replay`` in the crashed home yields them too,
-* every final alert was delivered to ``alerts.jsonl`` with its final content at least once,
-  and nothing was delivered that is not an alert of the final result.
+* the alerts equal those of a fresh home that ingested the file once without a fault (whole
+  content: every field but ``revision``; withdrawn alerts left out),
+* every final alert reached ``alerts.jsonl`` with its final content (revision included) at
+  least once, and nothing reached it that the final result neither holds nor withdrew,
+* after ``lineage replay`` in the crashed home, both still hold.
+
+``test_every_fault_point_is_reached`` makes sure each point really kills the process (else the
+trials would prove nothing), and ``test_emit_while_ingest_runs`` runs ``lineage emit`` against
+a home whose ingest is under way.
 
 The trials are seeded: ``LINEAGE_CRASH_SEED`` (default below) picks the histories, batch sizes
-and faults; a failure names the seed, the trial, and the commands to reproduce it.
+and faults; a failure names the seed, the trial, and the commands to reproduce it. Trials run
+two (up to four, with more cores) at a time; each is a chain of CLI processes.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,8 +122,8 @@ def ingest_clean(home: Path, source: Path, batch: int | None) -> Alerts:
 
 # -- comparing alerts -------------------------------------------------------------------------
 def by_id(alerts: Alerts, where: str) -> dict[str, dict[str, Any]]:
-    ids = [a["alert_id"] for a in alerts]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
+    counts = Counter(a["alert_id"] for a in alerts)
+    twice = sorted(i for i, n in counts.items() if n > 1)
     assert not twice, f"{where}: alert ids listed more than once: {twice[:5]}"
     return {a["alert_id"]: a for a in alerts}
 
@@ -239,17 +246,18 @@ def plan(index: int) -> Trial:
 
 
 PLANS = [plan(index) for index in range(TRIALS)]
+#: Trials run this many at a time (each is a chain of CLI processes, mostly one at a time).
+PARALLEL = max(1, min(4, os.cpu_count() or 2))
 
 
-@pytest.mark.parametrize("trial", PLANS, ids=[trial.name for trial in PLANS])
-def test_crash_anywhere(trial: Trial, tmp_path: Path) -> None:
-    source = histories.write(
-        tmp_path / "history.jsonl", histories.generate(trial.seed, trial.events)
-    )
-    crashed = tmp_path / "crashed"
+def run_trial(trial: Trial, tmp: Path) -> str:
+    """Crash, recover, compare; raises AssertionError naming the trial, else returns what the
+    faulted runs did."""
+    source = histories.write(tmp / "history.jsonl", histories.generate(trial.seed, trial.events))
+    crashed = tmp / "crashed"
     about = trial.describe(source)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        clean_run = pool.submit(ingest_clean, tmp_path / "clean", source, trial.batch)
+        clean_run = pool.submit(ingest_clean, tmp / "clean", source, trial.batch)
         outcomes = []
         for fault in trial.faults:
             run = lineage(crashed, "ingest", str(source), "--json", batch=trial.batch, fault=fault)
@@ -264,16 +272,48 @@ def test_crash_anywhere(trial: Trial, tmp_path: Path) -> None:
             f"{about}\nrecovery ingest: exit {recovery.returncode}\n{tail(recovery.stderr)}"
         )
         recovered = read_alerts(crashed, trial.batch)
-        delivery = delivery_problems(crashed, recovered)
+        delivered_before_replay = delivery_problems(crashed, recovered)
         ok(lineage(crashed, "replay", "--json", batch=trial.batch), f"{about}\nreplay")
         replayed = read_alerts(crashed, trial.batch)
         clean = content(clean_run.result(), "clean run")
     assert clean, f"{about}\nthe clean run raised no alert: the history exercises nothing"
     diff = differences(clean, content(recovered, "after recovery"))
     assert not diff, f"{about}\nafter recovery, alerts differ from the clean run's:\n{diff}"
-    assert not delivery, f"{about}\ndelivery to alerts.jsonl after recovery:\n{delivery}"
+    assert not delivered_before_replay, (
+        f"{about}\ndelivery to alerts.jsonl after recovery:\n{delivered_before_replay}"
+    )
     diff = differences(clean, content(replayed, "after replay"))
     assert not diff, f"{about}\nafter `lineage replay`, alerts differ from the clean run's:\n{diff}"
+    delivery = delivery_problems(crashed, replayed)
+    assert not delivery, f"{about}\ndelivery to alerts.jsonl after replay:\n{delivery}"
+    return f"{trial.name}: {', '.join(outcomes)}; {len(clean)} alerts"
+
+
+@pytest.fixture(scope="module")
+def trial_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[str]]]:
+    """Start every selected trial (``-k`` works) on a small pool at once, so both cores stay
+    busy; each test then waits for its own."""
+    selected = [
+        callspec.params["trial"]
+        for item in request.session.items
+        if (callspec := getattr(item, "callspec", None)) is not None
+        and isinstance(callspec.params.get("trial"), Trial)
+    ]
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        runs = {
+            trial.name: pool.submit(run_trial, trial, tmp_path_factory.mktemp(trial.name))
+            for trial in selected
+        }
+        yield runs
+        for run in runs.values():  # left over when the session stops early (-x, Ctrl-C)
+            run.cancel()
+
+
+@pytest.mark.parametrize("trial", PLANS, ids=[trial.name for trial in PLANS])
+def test_crash_anywhere(trial: Trial, trial_runs: dict[str, Future[str]]) -> None:
+    print(trial_runs[trial.name].result(timeout=TIMEOUT * 10))
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -290,34 +330,31 @@ def test_every_fault_point_is_reached(point: str, tmp_path: Path) -> None:
 
 
 # -- a second writer while ingest runs ---------------------------------------------------------
-def emitted_use(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A use of the ads table by a job nothing else mentions, after every other event: it
+def emitted_use(records: Sequence[dict[str, Any]], job: str) -> dict[str, Any]:
+    """A use of the ads table by a job nothing else mentions, at the last event time: it
     raises alerts of its own (checked below)."""
-    last = max(record["event_time"] for record in records)
     return {
         "type": "DataUsed",
-        "event_id": "emitted-late-audience-match",
-        "event_time": last,
+        "event_id": f"emitted-{job}",
+        "event_time": max(record["event_time"] for record in records),
         "producer": "ads-platform",
         "dataset": histories.ADS,
-        "job": EMIT_JOB,
+        "job": job,
         "purpose": histories.AD_USE,
     }
 
 
-def wait_until(condition: Any, seconds: float, what: str) -> None:
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, f"timed out after {seconds} s waiting until {what}"
         time.sleep(0.02)
 
 
-def test_emit_while_ingest_runs(tmp_path: Path) -> None:
-    """``lineage emit`` into a home whose ingest is running: it waits for the writer, or fails
-    naming it and succeeds once the ingest is done; nothing is lost either way."""
-    seed = BASE_SEED + 2
-    # First a violation that is certain (so alerts.jsonl shows the ingest is under way).
-    opening: list[dict[str, Any]] = [
+def opening_violation() -> list[dict[str, Any]]:
+    """A violation in the first batch, so ``alerts.jsonl`` shows the ingest is under way."""
+    email = {"email": "opening@example.com"}
+    return [
         {
             "type": "IdentifierCollected",
             "event_id": "opening-collect",
@@ -325,7 +362,7 @@ def test_emit_while_ingest_runs(tmp_path: Path) -> None:
             "producer": "auth-service",
             "dataset": histories.AUTH,
             "purpose": "essential.service.authentication",
-            "identifier": {"email": "opening@example.com"},
+            "identifier": email,
             "subject": "acct-opening",
         },
         {
@@ -336,7 +373,7 @@ def test_emit_while_ingest_runs(tmp_path: Path) -> None:
             "source": histories.AUTH,
             "target": histories.ADS,
             "job": "ads-identity-sync",
-            "identifiers": [{"email": "opening@example.com"}],
+            "identifiers": [email],
         },
         {
             "type": "DataUsed",
@@ -346,16 +383,29 @@ def test_emit_while_ingest_runs(tmp_path: Path) -> None:
             "dataset": histories.ADS,
             "job": "tailored-audiences-matcher",
             "purpose": histories.AD_USE,
-            "identifiers": [{"email": "opening@example.com"}],
+            "identifiers": [email],
         },
     ]
-    records = opening + histories.generate(seed, 3_000)
+
+
+def test_emit_while_ingest_runs(tmp_path: Path) -> None:
+    """``lineage emit`` into a home whose ingest is running: it waits for the writer, or fails
+    naming it (then it is retried once the ingest is done); nothing is lost either way. Two
+    emits: one with the default patience, one with ``LINEAGE_LOCK_WAIT_SECONDS=0``."""
+    seed = BASE_SEED + 2
+    records = opening_violation() + histories.generate(seed, 3_000)
     lines = [json.dumps(record) + "\n" for record in records]
-    record = emitted_use(records)
+    emitted = {
+        "patient": (emitted_use(records, EMIT_JOB), {}),
+        "impatient": (
+            emitted_use(records, "impatient-" + EMIT_JOB),
+            {"LINEAGE_LOCK_WAIT_SECONDS": "0"},
+        ),
+    }
     home = tmp_path / "home"
     batch = 50
-    # Fed through stdin in two halves, so the ingest is certainly running when emit starts.
-    # The first half exceeds 1,000 lines: a batch is written even with the default batch size.
+    # Fed through stdin in two parts, so the ingest is certainly running when the emits start.
+    # The first part exceeds 1,000 lines: a batch is written even with the default batch size.
     half = 1_200
     ingest = subprocess.Popen(
         command("ingest", "-", "--json"),
@@ -366,7 +416,8 @@ def test_emit_while_ingest_runs(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    emit: subprocess.Popen[str] | None = None
+    emits: dict[str, subprocess.Popen[str]] = {}
+    said: dict[str, tuple[str, str]] = {}
     try:
         assert ingest.stdin is not None
         ingest.stdin.writelines(lines[:half])
@@ -379,48 +430,64 @@ def test_emit_while_ingest_runs(tmp_path: Path) -> None:
             60,
             "the ingest has written its first alerts",
         )
-        assert ingest.poll() is None, (
-            f"ingest ended early: {tail(ingest.stderr.read() if ingest.stderr else '')}"
-        )
-        emit = subprocess.Popen(
-            command("emit", json.dumps(record), "--json"),
-            env=cli_env(home, batch),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        with contextlib.suppress(subprocess.TimeoutExpired):  # fail fast, or wait for the lock
-            emit.wait(timeout=3)
+        assert ingest.poll() is None, "ingest ended before all its input was sent"
+        for name, (record, extra) in emitted.items():
+            emits[name] = subprocess.Popen(
+                command("emit", json.dumps(record), "--json"),
+                env={**cli_env(home, batch), **extra},
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        for emit in emits.values():  # failing fast, or waiting for the writer lock
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                emit.wait(timeout=3)
+        assert ingest.poll() is None, "ingest ended before all its input was sent"
         out, err = ingest.communicate("".join(lines[half:]), timeout=TIMEOUT)
         assert ingest.returncode == 0, f"ingest: exit {ingest.returncode}\n{tail(err)}"
         assert json.loads(out)["rejected"] == []
-        emit_out, emit_err = emit.communicate(timeout=TIMEOUT)
+        said = {name: emit.communicate(timeout=TIMEOUT) for name, emit in emits.items()}
     finally:
-        for process in (ingest, emit):
-            if process is not None and process.poll() is None:
+        for process in (ingest, *emits.values()):
+            if process.poll() is None:
                 process.kill()
                 process.wait()
-    if emit.returncode != 0:
-        said = (emit_out + emit_err).lower()
-        assert "lock" in said or str(ingest.pid) in said, (
-            f"emit failed while ingest (pid {ingest.pid}) ran, without naming the writer "
-            f"holding the home: exit {emit.returncode}\n{tail(emit_err)}"
-        )
-        ok(lineage(home, "emit", json.dumps(record), "--json", batch=batch), "emit, retried")
+    outcomes = []
+    for name, emit in emits.items():
+        stdout, stderr = said[name]
+        outcomes.append(f"{name} emit: exit {emit.returncode} {(stdout + stderr).strip()[:160]}")
+        if emit.returncode != 0:
+            assert str(ingest.pid) in stdout + stderr, (
+                f"the {name} emit failed while ingest (pid {ingest.pid}) held the home, "
+                f"without naming it: exit {emit.returncode}\n{tail(stderr)}"
+            )
+            record, extra = emitted[name]
+            retried = subprocess.run(
+                command("emit", json.dumps(record), "--json"),
+                env={**cli_env(home, batch), **extra},
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
+            ok(retried, f"the {name} emit, retried after the ingest")
     final = read_alerts(home, batch)
 
     source = tmp_path / "all.jsonl"
-    source.write_text("".join(lines) + json.dumps(record) + "\n")
+    source.write_text("".join(lines + [json.dumps(r) + "\n" for r, _ in emitted.values()]))
     clean = content(ingest_clean(tmp_path / "clean", source, batch), "clean run")
-    assert any(alert["use_job"] == EMIT_JOB for alert in clean.values()), (
-        "the emitted record raises no alert in the clean run: the test would prove nothing"
-    )
-    diff = differences(clean, content(final, "after ingest + emit"))
+    for record, _ in emitted.values():
+        assert any(alert["use_job"] == record["job"] for alert in clean.values()), (
+            f"{record['job']} raises no alert in the clean run: the test would prove nothing"
+        )
+    diff = differences(clean, content(final, "after ingest + emits"))
+    about = f"LINEAGE_CRASH_SEED={BASE_SEED} (history seed {seed}): " + "; ".join(outcomes)
     assert not diff, (
-        f"LINEAGE_CRASH_SEED={BASE_SEED} (history seed {seed}): emit during ingest "
-        f"(emit exit {emit.returncode}: {tail(emit_err, 3)}) left alerts that differ from a "
-        f"clean run over the same records:\n{diff}"
+        f"{about}\nemits during an ingest left alerts that differ from a clean run over the "
+        f"same records:\n{diff}"
     )
     delivery = delivery_problems(home, final)
-    assert not delivery, f"emit during ingest, delivery to alerts.jsonl:\n{delivery}"
+    assert not delivery, f"{about}\nemits during an ingest, delivery to alerts.jsonl:\n{delivery}"
+    print(about)

@@ -15,9 +15,8 @@ def _tracker(policy: Policy) -> Tracker:
 
 
 def copies_of(tracker: Tracker, identifier: str, dataset: str) -> list[Copy]:
-    return tracker.store.fetch(Request(copies={(identifier, dataset)})).copies[
-        (identifier, dataset)
-    ]
+    found = tracker.store.fetch(Request(copies={(identifier, dataset)})).copies
+    return found.get((identifier, dataset), [])
 
 
 def _store(tracker: Tracker) -> SqliteStore:

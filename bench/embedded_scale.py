@@ -1,0 +1,151 @@
+"""Embedded mode at scale, old commit against this tree, the way a user runs it.
+
+One run generates the reference case as producer JSON lines, then for each code tree (a git
+worktree of ``--old`` and the working tree) runs ``lineage ingest`` on the same file in a fresh
+home, then ``lineage trace`` and ``lineage report``, as subprocesses: wall time, events/s and
+the child's peak RSS (``wait4``). Beside them, in the same run, a plain SQLite append + fsync
+loop writes the same lines in the same batches (the floor any durable embedded log pays).
+
+    python -m bench.embedded_scale --users 850000 --old 0386860
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from lineage.reference_case import generate
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 1_000
+
+
+def _write_input(users: int, path: Path) -> tuple[int, str]:
+    case = generate(users=users, seed=7)
+    with path.open("w") as handle:
+        for record in case.records:
+            handle.write(json.dumps(record) + "\n")
+    email = next(
+        r["identifier"]["email"]
+        for r in case.records
+        if r.get("type") == "IdentifierCollected" and "email" in r.get("identifier", {})
+    )
+    return len(case.records), email
+
+
+def _raw_sqlite(lines: Path, directory: Path) -> float:
+    """Rows/s of a bare append of the same lines, one fsync'd transaction per batch."""
+    db = sqlite3.connect(directory / "raw.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT UNIQUE, body TEXT)")
+    started = time.perf_counter()
+    rows = 0
+    with lines.open() as handle:
+        batch: list[tuple[str, str]] = []
+        for number, line in enumerate(handle):
+            batch.append((f"e{number}", line))
+            if len(batch) == BATCH:
+                db.execute("BEGIN")
+                db.executemany("INSERT INTO events (event_id, body) VALUES (?, ?)", batch)
+                db.execute("COMMIT")
+                rows += len(batch)
+                batch = []
+        if batch:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO events (event_id, body) VALUES (?, ?)", batch)
+            db.execute("COMMIT")
+            rows += len(batch)
+    elapsed = time.perf_counter() - started
+    db.close()
+    return rows / elapsed
+
+
+def _run(tree: Path, home: Path, args: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (bytes) and stdout of ``lineage ARGS`` from ``tree``."""
+    env = {**os.environ, "LINEAGE_HOME": str(home), "PYTHONPATH": str(tree)}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/python"), "-m", "cli.main", *args],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    out = process.stdout.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise RuntimeError(f"lineage {args[0]} failed in {tree}")
+    return elapsed, usage.ru_maxrss * 1024, out
+
+
+def _measure(tree: Path, lines: Path, events: int, email: str, work: Path) -> dict[str, Any]:
+    home = work / "home"
+    ingest_s, ingest_rss, _ = _run(tree, home, ["ingest", str(lines), "--json"])
+    trace_s = min(_run(tree, home, ["trace", email, "--json"])[0] for _ in range(3))
+    report_s, _, report = _run(tree, home, ["report", "--json"])
+    size = sum(p.stat().st_size for p in home.iterdir() if p.is_file())
+    shutil.rmtree(home)
+    return {
+        "ingest_s": round(ingest_s, 1),
+        "events_per_s": round(events / ingest_s),
+        "ingest_peak_rss_mib": round(ingest_rss / 2**20),
+        "trace_s": round(trace_s, 2),
+        "report_s": round(report_s, 2),
+        "home_mib": round(size / 2**20),
+        "affected_people": json.loads(report)["affected_subjects"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--old", default=None, help="a commit to compare with, e.g. 0386860")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lineage-bench-") as tmp:
+        work = Path(tmp)
+        lines = work / "events.jsonl"
+        events, email = _write_input(args.users, lines)
+        result: dict[str, Any] = {"users": args.users, "events": events}
+        result["raw_sqlite_rows_per_s"] = round(_raw_sqlite(lines, work))
+        trees = {"new": ROOT}
+        if args.old:
+            old_tree = work / "old"
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old_tree), args.old],
+                check=True,
+                capture_output=True,
+            )
+            trees = {"old": old_tree, **trees}
+        try:
+            for name, tree in trees.items():
+                result[name] = _measure(tree, lines, events, email, work)
+                result[name]["vs_raw_sqlite"] = round(
+                    result[name]["events_per_s"] / result["raw_sqlite_rows_per_s"], 3
+                )
+        finally:
+            if args.old:
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "old")],
+                    check=False,
+                    capture_output=True,
+                )
+        if "old" in result:
+            result["new_over_old_events_per_s"] = round(
+                result["new"]["events_per_s"] / result["old"]["events_per_s"], 2
+            )
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Two workers, one Neo4j: a unit of work locks the nodes its reads are about, so two units that
+could each miss the other's uncommitted write serialize instead (``graph/neo4j_store.py``).
+
+The race, deterministically: unit ``first`` runs all its reads and writes, then is held open
+(not committed) while unit ``second`` starts on another store instance; ``first`` is released
+after ``second`` has had time to run. Without the locks ``second`` reads the state before
+``first`` and both commit a graph with a violation and no alert; with them ``second`` waits for
+``first``'s commit and reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from graph import neo4j_cypher as cypher
+from graph.neo4j_store import Neo4jStore
+from graph.sqlite_store import SqliteStore
+from lineage.events import DataFlowed, DataUsed, Event
+from lineage.policy import Policy
+from lineage.tracker import Tracker
+from tests import factories as f
+from tests.conftest import require_service
+from tests.histories import History, histories
+
+pytestmark = pytest.mark.neo4j
+
+T = TypeVar("T")
+
+#: How long ``second`` gets to run (or to block) while ``first`` is held.
+RACE_WINDOW_S = 1.5
+WAIT_S = 60.0
+
+
+class HeldStore(Neo4jStore):
+    """Holds each unit of work open after its work ran (reads and writes done, not committed)
+    until ``release`` is set."""
+
+    def __init__(self, uri: str, user: str, password: str) -> None:
+        super().__init__(uri, user, password)
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def atomically(self, work: Callable[[], T]) -> T:
+        def held() -> T:
+            result = work()
+            self.reached.set()
+            if not self.release.wait(WAIT_S):
+                raise AssertionError("the held unit was never released")
+            return result
+
+        return super().atomically(held)
+
+
+@pytest.fixture(scope="module")
+def credentials() -> tuple[str, str, str]:
+    uri = require_service("LINEAGE_NEO4J_URI")
+    password = require_service("LINEAGE_NEO4J_PASSWORD")
+    return uri, os.environ.get("LINEAGE_NEO4J_USER", "neo4j"), password
+
+
+@pytest.fixture(scope="module")
+def stores(credentials: tuple[str, str, str]) -> Iterator[tuple[Neo4jStore, Neo4jStore]]:
+    """Two store instances (two drivers, two connection pools): two workers."""
+    one, two = Neo4jStore(*credentials), Neo4jStore(*credentials)
+    yield one, two
+    one.close()
+    two.close()
+
+
+class _Thread(threading.Thread):
+    def __init__(self, work: Callable[[], object]) -> None:
+        super().__init__(daemon=True)
+        self._work = work
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._work()
+        except BaseException as exc:  # re-raised by the test
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+#: Neo4j locks both ends when it creates a relationship, but a *dense* node (over 50
+#: relationships, db.relationship_grouping_threshold) only in shared mode: the fillers make
+#: ads:m dense, as any real dataset is, so only the store's own locks can serialize the race.
+FILLERS = 60
+SETUP: list[Event] = [
+    f.collected("c-ann", "ann", "auth:x", f.SECURITY, 1, owner="ann"),
+    f.flowed("sync", "auth:x", "ads:m", 2),
+    *(f.collected(f"c-{n}", f"filler{n}", "ads:m", f.NEWSLETTER, 0) for n in range(FILLERS)),
+]
+#: Keyed by identifier: bob's copy reaches ads:m through the sync run, then A reads ads:m's uses.
+COLLECTION = f.collected("c-bob", "bob", "auth:x", f.SECURITY, 1.5, owner="bob")
+#: Keyed by dataset: a whole-dataset use of ads:m, which reads the copies that arrived there.
+USE = f.used("match", "ads:m", f.ADS, 3)
+
+
+def _race(
+    credentials: tuple[str, str, str], policy: Policy, first: Event, second: Event
+) -> tuple[set[str], bool]:
+    """(identifiers with an active alert, whether ``second`` waited for ``first``)."""
+    setup = Neo4jStore(*credentials)
+    try:
+        setup.clear()
+        Tracker(setup, policy).apply(SETUP)
+    finally:
+        setup.close()
+    held = HeldStore(*credentials)
+    other = Neo4jStore(*credentials)
+    try:
+        one = _Thread(lambda: Tracker(held, policy).apply([first]))
+        one.start()
+        assert held.reached.wait(WAIT_S), "the first unit never ran"
+        two = _Thread(lambda: Tracker(other, policy).apply([second]))
+        two.start()
+        waited = not two.done.wait(RACE_WINDOW_S)
+        held.release.set()
+        for thread in (one, two):
+            assert thread.done.wait(WAIT_S), "a unit of work hung"
+            if thread.error is not None:
+                raise thread.error
+        alerted = {a.identifier for a in other.alerts()}
+    finally:
+        held.release.set()
+        held.close()
+        other.close()
+    return alerted, waited
+
+
+RACES = [
+    pytest.param(COLLECTION, USE, id="collection-held-then-use"),
+    pytest.param(USE, COLLECTION, id="use-held-then-collection"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), RACES)
+def test_a_violation_split_across_two_concurrent_units_is_alerted(
+    credentials: tuple[str, str, str], policy: Policy, first: Event, second: Event
+) -> None:
+    alerted, waited = _race(credentials, policy, first, second)
+    assert alerted == {f.ref("ann").ref, f.ref("bob").ref}
+    assert waited, "the second unit did not wait for the first one's locks"
+
+
+def test_without_the_locks_the_same_race_misses_the_violation(
+    credentials: tuple[str, str, str], policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scenario above is a real race: the same fetches without the lock clauses commit
+    a graph in which bob's security copy is used for ads and no alert says so.
+
+    The use is held: the collection's unit reads ads:m's uses (none committed), and only its
+    final write waits (Neo4j's own lock for the copy relationship). The other order happens to
+    serialize without our locks: the use's unit writes its run on ads:m before it reads, and
+    waits there for the collection's copy relationship to commit."""
+    monkeypatch.setattr(cypher, "FETCH_LOCKING", cypher.FETCH)
+    alerted, _ = _race(credentials, policy, USE, COLLECTION)
+    assert alerted == {f.ref("ann").ref}
+
+
+# -- many units at once ------------------------------------------------------------------------
+
+
+def _partition(event: Event) -> int:
+    """Kafka's keying: identifier events by identifier, flows and uses by dataset."""
+    if isinstance(event, DataFlowed):
+        key = event.source.key
+    elif isinstance(event, DataUsed):
+        key = event.dataset.key
+    else:
+        key = event.identifier.ref
+    return zlib.crc32(key.encode()) % 2
+
+
+def _apply_concurrently(
+    stores: tuple[Neo4jStore, Neo4jStore], policy: Policy, parts: Sequence[list[Event]]
+) -> None:
+    barrier = threading.Barrier(len(parts))
+
+    def worker(store: Neo4jStore, events: list[Event]) -> Callable[[], None]:
+        def run() -> None:
+            barrier.wait(WAIT_S)
+            for event in events:  # one unit per event: the most interleaving
+                Tracker(store, policy).apply([event])
+
+        return run
+
+    threads = [_Thread(worker(s, p)) for s, p in zip(stores, parts, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        assert thread.done.wait(WAIT_S * 3), "a worker hung"
+        if thread.error is not None:
+            raise thread.error
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(history=histories(max_events=14), seed=st.integers(0, 3))  # fmt: skip
+def test_two_workers_applying_their_partitions_concurrently_build_the_sequential_result(
+    stores: tuple[Neo4jStore, Neo4jStore], policy: Policy, history: History, seed: int
+) -> None:
+    events: list[Event] = list(history)
+    parts: list[list[Event]] = [[], []]
+    for event in events:
+        parts[(_partition(event) + seed) % 2].append(event)
+    stores[0].clear()
+    _apply_concurrently(stores, policy, parts)
+    reference = SqliteStore(":memory:")
+    Tracker(reference, policy).apply(events)
+    assert stores[0].snapshot() == reference.snapshot()
+    assert [a.content() for a in stores[1].alerts()] == [a.content() for a in reference.alerts()]
