@@ -3,7 +3,7 @@
 Needs LINEAGE_NEO4J_URI / LINEAGE_NEO4J_PASSWORD (``eval "$(services/svc env)"``); it empties
 that database. Run: ``python -m bench.neo4j_tracker --users 1000``. Reports events/s for
 several batch sizes (the faust worker hands the tracker batches of up to 500) and the ratio
-to networkx on the same events.
+to the embedded SQLite store on the same events.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 
 from bench.propagation import _events
 from graph.neo4j_store import Neo4jStore
-from graph.networkx_store import NetworkxStore
+from graph.sqlite_store import SqliteStore
 from graph.store import GraphStore
 from lineage.events import Event
 from lineage.policy import Policy
@@ -45,7 +45,7 @@ def main() -> None:
     )
     results = []
     for batch in args.batch or [1, 100, 500]:
-        baseline = _rate(NetworkxStore(), policy, events, batch)
+        baseline = _rate(SqliteStore(":memory:"), policy, events, batch)
         neo4j.clear()
         rate = _rate(neo4j, policy, events, batch)
         results.append(
@@ -53,8 +53,8 @@ def main() -> None:
                 "events": len(events),
                 "batch": batch,
                 "neo4j_events_per_s": round(rate),
-                "networkx_events_per_s": round(baseline),
-                "neo4j_over_networkx": round(rate / baseline, 4),
+                "sqlite_events_per_s": round(baseline),
+                "neo4j_over_sqlite": round(rate / baseline, 4),
             }
         )
     neo4j.clear()

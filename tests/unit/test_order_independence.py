@@ -47,24 +47,6 @@ NEO4J_EXAMPLES = int(os.environ.get("ORACLE_NEO4J_EXAMPLES", "30"))
 SERVICE_EXAMPLES = int(os.environ.get("ORACLE_SERVICE_EXAMPLES", "40"))
 KEY = "order-independence-key-0123456789"
 
-# tests/unit/conftest.py clears every LINEAGE_* variable for unit tests (embedded mode only);
-# the `store` fixture's Neo4j parameter needs the server's, so they are put back for it alone.
-_NEO4J_ENV = {
-    k: v
-    for k, v in os.environ.items()
-    if k.startswith("LINEAGE_NEO4J_") or k == "LINEAGE_REQUIRE_SERVICES"
-}
-
-
-@pytest.fixture(autouse=True)
-def neo4j_environment(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, embedded_environment: None
-) -> None:
-    if "store" in request.fixturenames:
-        for name, value in _NEO4J_ENV.items():
-            monkeypatch.setenv(name, value)
-
-
 def _profile(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Stable in CI: derandomized, no example database, no deadline (Neo4j round trips)."""
     return settings(

@@ -17,9 +17,6 @@ from lineage.policy import Policy
 from lineage.projection import project
 from lineage.tracker import Tracker
 from tests.histories import histories
-from tests.unit.test_order_independence import neo4j_environment
-
-__all__ = ["neo4j_environment"]  # the fixture that lets the `store` fixture reach Neo4j
 
 EXAMPLES = int(os.environ.get("ORACLE_EXAMPLES", "100"))
 NEO4J_EXAMPLES = int(os.environ.get("ORACLE_NEO4J_EXAMPLES", "15"))
