@@ -51,11 +51,11 @@ def _service(
     alerts_to_stdout: bool = False,
     writer: bool = True,
     rebuilding: bool = False,
-    **overrides: Any,
+    overrides: dict[str, Any] | None = None,
 ) -> Iterator[LineageService]:
     """Queries open the home as readers (no lock, never blocked by a running ingest)."""
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings(**(overrides or {}))
         sinks: list[AlertSink] = []
         if settings.log_kind == "local" and writer:
             sinks.append(JsonlFileSink(settings.home / "alerts.jsonl"))
@@ -144,7 +144,7 @@ def ingest(
         raise _fail(f"cannot read {file}: {exc}") from None
     with (
         handle,
-        _service(as_json, not as_json, **({"log": "kafka"} if kafka else {})) as service,
+        _service(as_json, not as_json, overrides={"log": "kafka"} if kafka else None) as service,
         _progress("ingesting") as bar,
     ):
         task = bar.add_task("ingest", total=total)

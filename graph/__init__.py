@@ -1,1 +1,1 @@
-"""Graph stores: the ``GraphStore`` protocol and one module per backend (networkx, Neo4j)."""
+"""Graph stores: the ``GraphStore`` protocol and one module per backend (embedded SQLite, Neo4j)."""

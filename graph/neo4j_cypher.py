@@ -67,7 +67,8 @@ AWAIT_INDEXES: Final = "CALL db.awaitIndexes($seconds)"
 #: second unit's lock blocks until the first commits, and then reads what it committed. The
 #: ``merge_*`` lists are the state keys of a batch about to be written: MERGE also locks a
 #: node that does not exist yet (through the unique constraint), so two units creating the same
-#: dataset serialize too.
+#: dataset serialize too. The planner puts an Eager after these subqueries (their SETs conflict
+#: with the reads below), so every lock is held before the first read runs.
 _LOCKS: Final = """
 CALL () {
   UNWIND $r.lock.merge_datasets AS key
@@ -290,7 +291,9 @@ FETCH_LOCKING: Final = _LOCKS + _STATE + _READS + _RETURN
 #: Fact rows (already merged by the planner), then dropped and derived copies, then alerts.
 #: Nodes are MERGEd on their unique keys; per-event records are MERGEd between bound nodes
 #: (a short ``Expand(Into)``), except runs, which an index seek checks first (an edge may
-#: have thousands of runs between the same two nodes).
+#: have thousands of runs between the same two nodes). Dropping an identifier's copies locks
+#: their datasets: a unit that read them as arrivals (under the dataset's lock) then waits, or
+#: deadlocks and is retried, instead of carrying a copy the recompute removed.
 WRITE: Final = """
 CALL () {
   UNWIND $w.datasets AS row
@@ -379,7 +382,9 @@ CALL () {
 }
 CALL () {
   UNWIND $w.dropped AS ref
-  MATCH (:Identifier {ref: ref})-[c:COPY_IN]->()
+  MATCH (:Identifier {ref: ref})-[c:COPY_IN]->(d:Dataset)
+  SET d._lock = true
+  REMOVE d._lock
   DELETE c
 }
 CALL () {

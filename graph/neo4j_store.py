@@ -21,17 +21,23 @@ only then reads:
   ``carried`` and ``specific`` pairs (per-identifier facts, copies included, are read and
   written under the identifier's lock), and every identifier of a batch's state keys.
 
-Every fact is written by a unit that first read it (or its absence) under the same lock, so
-two units that touch a common key serialize: the second blocks until the first commits, then
-reads what it wrote. In the example both lock X (A to read X's uses, B to read X's arrivals), so
-whichever comes second sees the other's work and raises the alert. Units lock datasets before
-identifiers, sorted, within a fetch; across the waves of a propagation the order can still
-cross, and Neo4j then aborts one unit with a transient ``DeadlockDetected`` error: the driver's
-``execute_write`` retries the whole unit (the tracker's unit is a pure function of what it
-reads, so re-running it is safe). The lock is a scratch property set and removed (the
-documented Cypher idiom; Neo4j 5 Community has no lock procedure); state keys are MERGEd first,
-so a node that does not exist yet is locked through the unique constraint.
-``tests/integration/test_neo4j_concurrency.py`` shows the example fails without the locks.
+Every fact is written by a unit that first read it (or its absence) under the same lock (a copy
+in a dataset is written only after reading the dataset's flows and uses; dropping an
+identifier's copies for a recompute locks their datasets in the write), so two units that touch
+a common key serialize: the second blocks until the first commits, then reads what it wrote.
+In the example both lock X (A to read X's uses, B to read X's arrivals), so whichever comes
+second sees the other's work and raises the alert.
+
+Units lock datasets before identifiers, sorted, within a fetch; across the waves of a
+propagation the order can still cross, and Neo4j then aborts one unit with a transient
+``DeadlockDetected`` error: the driver's ``execute_write`` retries the whole unit (the
+tracker's unit is a pure function of what it reads, so re-running it is safe). The lock is a
+scratch property set and removed (the documented Cypher idiom; Neo4j 5 Community has no lock
+procedure; the write lock is held until the transaction ends); state keys are MERGEd first, so
+a node that does not exist yet is locked through the unique constraint. Neo4j's own locks
+(taken when a relationship is created or deleted) cover only some interleavings:
+``tests/integration/test_neo4j_concurrency.py`` holds one unit open between its reads and its
+commit and shows the example's violation is missed without these locks.
 """
 
 from __future__ import annotations

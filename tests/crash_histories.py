@@ -5,7 +5,8 @@ generator of messy histories rather than hand-written ones. Security, recovery, 
 newsletter collections (emails typed with odd case and spaces, some phones), whole-dataset and
 listed-identifier flows (with a cycle back from ads), ad and non-ad uses, many events sharing
 one timestamp, erasures and re-collections after them, late arrivals and a few re-sent
-duplicates. Every record has an explicit ``event_id``, so re-sending it is a no-op.
+duplicates; and one violation no erasure prevents, so every history raises alerts. Every
+record has an explicit ``event_id``, so re-sending it is a no-op.
 (``tests/histories.py`` holds the hypothesis strategies over canonical events.)
 """
 
@@ -123,6 +124,38 @@ def generate(seed: int, events: int) -> list[dict[str, Any]]:
     for person in people:
         for ident in person.identifiers:
             records.append(collect(person, ident, rng.randrange(slots // 3 + 1)))
+    # One violation that nothing can prevent (never erased), so every history raises alerts.
+    canary = {"email": f"canary.{tag}@example.com"}
+    synced = rng.randrange(slots // 2 + 1)
+    records += [
+        {
+            "type": "IdentifierCollected",
+            "event_time": when(0),
+            "producer": "auth-service",
+            "dataset": AUTH,
+            "purpose": COLLECTIONS[0][1],
+            "identifier": canary,
+            "subject": f"acct-{tag}-canary",
+        },
+        {
+            "type": "DataFlowed",
+            "event_time": when(synced),
+            "producer": "ads-identity-sync",
+            "source": AUTH,
+            "target": ADS,
+            "job": "ads-identity-sync",
+            "identifiers": [canary],
+        },
+        {
+            "type": "DataUsed",
+            "event_time": when(rng.randint(synced, slots)),
+            "producer": "tailored-audiences-matcher",
+            "dataset": ADS,
+            "job": "tailored-audiences-matcher",
+            "purpose": AD_USE,
+            "identifiers": [canary],
+        },
+    ]
     while len(records) < events:
         slot = rng.randrange(slots)
         kind = rng.choices(

@@ -25,6 +25,7 @@ from graph.neo4j_store import Neo4jStore
 from graph.sqlite_store import SqliteStore
 from lineage.events import DataFlowed, DataUsed, Event
 from lineage.policy import Policy
+from lineage.ports import Writes
 from lineage.tracker import Tracker
 from tests import factories as f
 from tests.conftest import require_service
@@ -166,6 +167,68 @@ def test_without_the_locks_the_same_race_misses_the_violation(
     monkeypatch.setattr(cypher, "FETCH_LOCKING", cypher.FETCH)
     alerted, _ = _race(credentials, policy, USE, COLLECTION)
     assert alerted == {f.ref("ann").ref}
+
+
+class PausedBeforeDrop(Neo4jStore):
+    """Pauses a unit that drops copies (a recompute) after its reads, before that write."""
+
+    def __init__(self, uri: str, user: str, password: str) -> None:
+        super().__init__(uri, user, password)
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, writes: Writes) -> None:
+        if writes.dropped:
+            self.reached.set()
+            if not self.release.wait(WAIT_S):
+                raise AssertionError("the paused unit was never released")
+        super().write(writes)
+
+
+def test_a_recompute_and_a_run_reading_its_stale_copy_serialize(
+    credentials: tuple[str, str, str], policy: Policy
+) -> None:
+    """A late erasure makes bob's copy in s:x impossible (it was carried after the erasure).
+    Its unit reads bob's history and pauses before dropping his copies; meanwhile a run of
+    s:x -> ads:m reads s:x's arrivals, stale bob included, then waits for bob's lock. The drop
+    must lock s:x (deadlock, one unit retried) rather than let the run carry a copy the
+    recompute removed: in the end bob has no copy downstream and no active alert."""
+    setup_events: list[Event] = [
+        f.collected("c-bob", "bob", "auth:x", f.SECURITY, 1, owner="bob"),
+        f.flowed("carry", "auth:x", "s:x", 2, who=["bob"]),
+        f.used("match", "ads:m", f.ADS, 4),
+        *(f.collected(f"c-{n}", f"filler{n}", "s:x", f.NEWSLETTER, 0) for n in range(FILLERS)),
+    ]
+    erasure = f.erased("e-bob", "bob", 1.5)
+    run = f.flowed("sync", "s:x", "ads:m", 3)
+    setup = Neo4jStore(*credentials)
+    try:
+        setup.clear()
+        Tracker(setup, policy).apply(setup_events)
+    finally:
+        setup.close()
+    paused, other = PausedBeforeDrop(*credentials), Neo4jStore(*credentials)
+    try:
+        one = _Thread(lambda: Tracker(paused, policy).apply([erasure]))
+        one.start()
+        assert paused.reached.wait(WAIT_S), "the recompute never ran"
+        two = _Thread(lambda: Tracker(other, policy).apply([run]))
+        two.start()
+        assert not two.done.wait(RACE_WINDOW_S), "the run did not wait for bob's lock"
+        paused.release.set()
+        for thread in (one, two):
+            assert thread.done.wait(WAIT_S), "a unit of work hung"
+            if thread.error is not None:
+                raise thread.error
+        snapshot, alerts = other.snapshot(), other.alerts()
+    finally:
+        paused.release.set()
+        paused.close()
+        other.close()
+    reference = SqliteStore(":memory:")
+    Tracker(reference, policy).apply([*setup_events, erasure, run])
+    assert snapshot == reference.snapshot()
+    assert alerts == reference.alerts() == []
 
 
 # -- many units at once ------------------------------------------------------------------------
