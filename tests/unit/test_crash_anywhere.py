@@ -161,8 +161,18 @@ def differences(
     for alert_id in changed[:3]:
         for field in sorted(expected[alert_id].keys() | actual[alert_id].keys()):
             want, got = expected[alert_id].get(field), actual[alert_id].get(field)
-            if want != got:
-                lines.append(f"  {alert_id}.{field}: expected {want!r}\n{' ' * 6}found {got!r}")
+            if want == got:
+                continue
+            if isinstance(want, list) and isinstance(got, list):  # evidence: the steps that differ
+                length = f" ({len(want)} steps expected, {len(got)} found)"
+                lines.append(f"  {alert_id}.{field}{length if len(want) != len(got) else ''}:")
+                for index in range(max(len(want), len(got))):
+                    a = want[index] if index < len(want) else None
+                    b = got[index] if index < len(got) else None
+                    if a != b:
+                        lines.append(f"    [{index}] expected {a!r}\n{' ' * 8}found {b!r}")
+            else:
+                lines.append(f"  {alert_id}.{field}: expected {want!r}, found {got!r}")
     return "\n".join(lines)
 
 
