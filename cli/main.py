@@ -154,7 +154,7 @@ def ingest(
                 bar.advance(task, len(line))
                 yield line
 
-        report = service.ingest(lines(), origin=str(file))
+        report = service.ingest(lines(), origin=str(file), keep_alerts=False)
     if as_json:
         print(
             json.dumps(
@@ -163,7 +163,7 @@ def ingest(
                     "accepted": report.accepted,
                     "duplicates": report.duplicates,
                     "rejected": [{"line": r.line, "reason": r.reason} for r in report.rejected],
-                    "alerts": [a.model_dump(mode="json") for a in report.alerts],
+                    "alerts": report.alerts_raised,
                 },
                 indent=2,
             )
@@ -175,7 +175,7 @@ def ingest(
             )
         console.print(
             f"{report.accepted} events recorded, {report.duplicates} already known, "
-            f"{len(report.rejected)} rejected, {len(report.alerts)} new alert(s)."
+            f"{len(report.rejected)} rejected, {report.alerts_raised} alert(s) raised or revised."
         )
     if strict and report.rejected:
         raise typer.Exit(1)

@@ -368,6 +368,9 @@ class SqliteStore:
         ]
 
     def mark_published(self, alerts: Sequence[Alert]) -> None:
+        """Joins an open transaction (the service piggybacks marks on the next batch)."""
+        if not alerts:
+            return
         self.atomically(lambda: self._db.executemany(
                 "DELETE FROM outbox WHERE alert_id = ? AND revision = ?",
                 [(a.alert_id, a.revision) for a in alerts],

@@ -8,6 +8,7 @@ the copy and not with the person.
 from __future__ import annotations
 
 import bisect
+import functools
 import sys
 from dataclasses import dataclass, field
 
@@ -28,8 +29,8 @@ class Origin:
 
     @classmethod
     def parse(cls, key: str) -> Origin:
-        purpose, _, dataset = key.partition("@")
-        return cls(dataset=dataset, purpose=purpose)
+        """Stores read origins back by the million and there are only a handful: share them."""
+        return _parse_origin(key)
 
 
 #: The epoch of a copy no erasure precedes (times are bounded to 1970..2100, so >= 0).
@@ -157,3 +158,9 @@ class Collection:
     purpose: str
     at: int
     event_id: str
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_origin(key: str) -> Origin:
+    purpose, _, dataset = key.partition("@")
+    return Origin(dataset=dataset, purpose=purpose)

@@ -153,14 +153,16 @@ class _Planner:
         self.s = state
         self.rows = FactRows()
         self.batch_runs: dict[tuple[str, str, str, str], list[int]] = {}
+        self.created: set[str] = set()
 
     def apply(self, m: Mutation) -> Change | None:
         s, rows = self.s, self.rows
         match m:
             case PutIdentifier():
                 node = s.identifiers.get(m.ref)
-                changed = node is None
+                fresh = node is None
                 if node is None:
+                    self.created.add(m.ref)
                     node = s.identifiers[m.ref] = NodeState()
                     rows.identifiers.append(
                         {"ref": m.ref, "category": m.category, "display": m.display}
@@ -168,8 +170,8 @@ class _Planner:
                 if m.subject is not None and m.subject not in node.subjects:
                     node.subjects.add(m.subject)
                     rows.subjects.append({"ref": m.ref, "subject": m.subject})
-                    changed = True
-                return Change(m) if changed else None
+                    return Change(m, created=m.ref in self.created)
+                return Change(m, created=True) if fresh else None
             case PutDataset():
                 if m.key in s.datasets:
                     return None

@@ -94,10 +94,12 @@ Mutation = (
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A mutation that changed the graph; ``previous_run`` is the latest earlier run, if any."""
+    """A mutation that changed the graph; ``previous_run`` is the latest earlier run, if any;
+    ``created``: the node did not exist before (nothing was derived from it yet)."""
 
     mutation: Mutation
     previous_run: int | None = None
+    created: bool = False
 
 
 def _identifier(ref: IdentifierRef, subject: str | None = None) -> PutIdentifier:

@@ -230,13 +230,17 @@ class PropagationPass:
 
     # -- seeds from changes ------------------------------------------------------------
     def _recomputed(self, changes: Sequence[Change]) -> set[str]:
-        """Identifiers whose erasures or subjects changed: recompute them whole."""
+        """Identifiers whose erasures changed, or that gained a subject after something was
+        derived from them: recompute them whole (a node created in this batch has nothing
+        derived yet, so its seeds cover it)."""
         refs: set[str] = set()
         for change in changes:
             match change.mutation:
                 case MarkErased(identifier=ref):
                     refs.add(ref)
-                case PutIdentifier(ref=ref, subject=subject) if subject is not None:
+                case PutIdentifier(ref=ref, subject=subject) if (
+                    subject is not None and not change.created
+                ):
                     refs.add(ref)
         return refs
 
@@ -326,11 +330,15 @@ class PropagationPass:
             for aid in history.alert_ids
         }
         reads.load(Request(alerts=set(self._violations) | withdrawn_ids))
-        rendered = self._render(self._violations)
+        rendered = self._render({
+            aid: v for aid, v in self._violations.items() if self._may_change(aid, v)
+        })  # fmt: skip
         decided: list[Alert] = []
         for aid in sorted(set(self._violations) | withdrawn_ids):
             stored = reads.cache.alerts.get(aid)
             fresh = rendered.get(aid)
+            if fresh is None and aid in self._violations:
+                continue  # a later violation of a standing alert: nothing to revise
             if fresh is None:  # a recomputed identifier no longer violates here
                 if stored is not None and stored.status == "active":
                     decided.append(
@@ -341,12 +349,21 @@ class PropagationPass:
             if stored is None:
                 decided.append(fresh)
                 continue
-            recomputed = fresh.identifier in reads.dropped
-            if not (recomputed or stored.status == "withdrawn" or self._wins(fresh, stored)):
+            if not (fresh.identifier in reads.dropped or stored.status == "withdrawn"
+                    or self._wins(fresh, stored)):  # fmt: skip
                 continue
             if not fresh.same_content(stored):
                 decided.append(fresh.model_copy(update={"revision": stored.revision + 1}))
         return decided
+
+    def _may_change(self, aid: str, violation: _Violation) -> bool:
+        """Rendering costs; a violation later than a standing alert's changes nothing."""
+        stored = self._reads.cache.alerts.get(aid)
+        if stored is None or stored.status != "active":
+            return True
+        if violation.copy.identifier in self._reads.dropped:
+            return True
+        return violation.rank <= (micros(stored.occurred_at), stored.evidence[-1].event_id)
 
     @staticmethod
     def _wins(fresh: Alert, stored: Alert) -> bool:

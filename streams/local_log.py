@@ -56,6 +56,11 @@ class LocalEventLog:
             if not read_only:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
+                # The projection's index seeks want a warm cache (measured: 1.5x faster
+                # projection writes at 20k users with 128 MiB than with the 2 MiB default);
+                # rarer checkpoints batch the copy of the WAL into the database.
+                self._db.execute("PRAGMA cache_size=-131072")
+                self._db.execute("PRAGMA wal_autocheckpoint=10000")
                 self._db.executescript(SCHEMA)
             self._db.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
@@ -67,29 +72,35 @@ class LocalEventLog:
         return self._db
 
     def append(self, events: Sequence[Event]) -> Appended:
-        """Inside an open transaction (the service's unit), append joins it."""
-        fresh: list[Event] = []
-        conflicts: list[Event] = []
+        """Inside an open transaction (the service's unit), append joins it. One lookup of
+        the batch's ids and one insert, not a statement per event."""
         own = not self._db.in_transaction
         try:
             if own:
                 self._db.execute("BEGIN IMMEDIATE")
+            stored = self._stored_bodies([e.event_id for e in events])
+            fresh: list[Event] = []
+            conflicts: list[Event] = []
+            first: dict[str, Event] = {}
             for event in events:
-                cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO events "
-                    "(event_id, type, event_time, observed_time, body) VALUES (?, ?, ?, ?, ?)",
-                    (
-                        event.event_id,
-                        event.type,
-                        micros(event.event_time),
-                        micros(event.observed_time),
-                        dump_event(event),
-                    ),
-                )
-                if cursor.rowcount:
-                    fresh.append(event)
-                elif not self._same_as_stored(event):
-                    conflicts.append(event)
+                earlier = first.get(event.event_id)
+                if earlier is not None:
+                    if not _same(earlier, event):
+                        conflicts.append(event)
+                    continue
+                body = stored.get(event.event_id)
+                if body is not None:
+                    if not _same(parse_event(body), event):
+                        conflicts.append(event)
+                    continue
+                first[event.event_id] = event
+                fresh.append(event)
+            self._db.executemany(
+                "INSERT INTO events (event_id, type, event_time, observed_time, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(e.event_id, e.type, micros(e.event_time), micros(e.observed_time),
+                  dump_event(e)) for e in fresh],
+            )  # fmt: skip
             if own:
                 self._db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -98,13 +109,17 @@ class LocalEventLog:
             raise StoreError(f"event log append failed: {exc}") from exc
         return Appended(fresh, conflicts)
 
-    def _same_as_stored(self, event: Event) -> bool:
-        """A redelivery (same content; only when we observed it may differ) or a reused id?"""
-        (body,) = self._db.execute(
-            "SELECT body FROM events WHERE event_id = ?", (event.event_id,)
-        ).fetchone()
-        stored = parse_event(body)
-        return stored.model_copy(update={"observed_time": event.observed_time}) == event
+    def _stored_bodies(self, event_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(event_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self._db.execute(
+                f"SELECT event_id, body FROM events WHERE event_id IN ({marks})", chunk
+            )
+            found.update(rows)
+        return found
 
     def dead_letter(self, raw: bytes, reason: str, origin: str) -> None:
         self._db.execute(
@@ -145,3 +160,8 @@ class LocalEventLog:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _same(stored: Event, event: Event) -> bool:
+    """A redelivery (same content; only when we observed it may differ) or a reused id?"""
+    return stored.model_copy(update={"observed_time": event.observed_time}) == event
