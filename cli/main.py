@@ -248,6 +248,24 @@ def alerts(
 
 
 @app.command()
+def downstream(
+    dataset: Annotated[str, typer.Argument(help="a dataset key, system:name")],
+    as_json: JsonOption = False,
+) -> None:
+    """Every dataset, job and use that data in DATASET can reach (by any flow)."""
+    with _service(as_json, writer=False) as service:
+        found = service.downstream(dataset)
+    if as_json:
+        print(render.to_json(found))
+        return
+    console.print(escape(f"downstream of {dataset}: {len(found.datasets)} dataset(s)"))
+    for key in found.datasets:
+        console.print(escape(f"  dataset {key}"))
+    for used, job, purpose in found.uses:
+        console.print(escape(f"  used in {used} by {job} for {purpose}"))
+
+
+@app.command()
 def report(as_json: JsonOption = False) -> None:
     """How many people are affected, since when, through which systems."""
     with _service(as_json, writer=False) as service:

@@ -481,6 +481,26 @@ SNAPSHOT: Final = {
     "alerts": "MATCH (a:Alert) WHERE a.status = 'active' RETURN a.alert_id AS alert_id",
 }
 
+#: The small dataset/job graph. Whole-dataset edges are one relationship each; edges of flows
+#: and uses of listed identifiers are distinct over their per-identifier records (a scan:
+#: an operator's query, never on the write path).
+EDGES: Final = """
+CALL () {
+  MATCH (a:Dataset)-[f:FLOWS_TO]->(b:Dataset)
+  RETURN 'flow' AS kind, a.key AS a, b.key AS b, f.job AS job
+  UNION
+  MATCH (a:Dataset)-[u:USED_FOR]->(p:Purpose)
+  RETURN 'use' AS kind, a.key AS a, p.key AS b, u.job AS job
+  UNION
+  MATCH ()-[c:CARRIED_TO]->(t:Dataset)
+  RETURN DISTINCT 'carried' AS kind, c.source AS a, t.key AS b, c.job AS job
+  UNION
+  MATCH ()-[u:USED_IN]->(p:Purpose)
+  RETURN DISTINCT 'specific' AS kind, u.dataset AS a, p.key AS b, u.job AS job
+}
+RETURN kind, a, b, job
+"""
+
 #: Batched so a large graph never needs one huge transaction (must run outside a transaction).
 CLEAR: Final = """
 MATCH (n)

@@ -464,6 +464,10 @@ class Neo4jStore:
         rows = [{"alert_id": a.alert_id, "revision": a.revision} for a in alerts]
         self._write("marking alerts published", cypher.MARK_PUBLISHED, rows=rows)
 
+    def edges(self) -> list[tuple[str, str, str, str]]:
+        records = self._read("reading the dataset graph", cypher.EDGES)
+        return [(r["kind"], r["a"], r["b"], r["job"]) for r in records]
+
     def snapshot(self) -> GraphSnapshot:
         """The whole graph from one read transaction, so the parts are mutually consistent."""
 

@@ -319,6 +319,16 @@ class SqliteStore:
             ("carried", "ref, source, target, job, at, event_id", rows.carried),
             ("specific", "ref, dataset, purpose, job, at, event_id", rows.specific),
         ]
+        # The small dataset/job graph (``edges()``) also names datasets linked only by flows or
+        # uses of listed identifiers: one row per (source, target, job), not per event.
+        db.executemany(
+            "INSERT OR IGNORE INTO edges (kind, a, b, job) VALUES ('carried', ?, ?, ?)",
+            {(r["source"], r["target"], r["job"]) for r in rows.carried},
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO edges (kind, a, b, job) VALUES ('specific', ?, ?, ?)",
+            {(r["dataset"], r["purpose"], r["job"]) for r in rows.specific},
+        )
         for table, columns, items in plain:
             if not items:
                 continue
@@ -466,8 +476,10 @@ class SqliteStore:
         self.set_meta("format", str(FORMAT))
 
     def edges(self) -> list[tuple[str, str, str, str]]:
-        """Every whole-dataset flow and use edge: the small dataset/job graph."""
-        return [tuple(r) for r in self._q("SELECT kind, a, b, job FROM edges")]
+        """The small dataset/job graph: (kind, from, to, job) for every flow and use, of
+        whole datasets (``flow``/``use``) or of listed identifiers (``carried``/``specific``);
+        a use's ``to`` is its purpose."""
+        return [(k, a, b, j) for k, a, b, j in self._q("SELECT kind, a, b, job FROM edges")]
 
     def clear(self) -> None:
         def work() -> None:

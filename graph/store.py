@@ -70,6 +70,12 @@ class GraphStore(LineageStore, Protocol):
         revision (a newer revision written meanwhile stays to be published)."""
         ...
 
+    def edges(self) -> list[tuple[str, str, str, str]]:
+        """The small dataset/job graph: (kind, from, to, job) for every flow (``flow``: whole
+        dataset, ``carried``: of listed identifiers) and use (``use``/``specific``; ``to`` is
+        the purpose), each once. ``graph.dataset_graph`` turns it into networkx."""
+        ...
+
     def clear(self) -> None:
         """Delete everything (an empty graph for a replay)."""
         ...

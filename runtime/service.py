@@ -16,6 +16,8 @@ from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
+from graph.dataset_graph import Downstream, downstream
+from graph.dataset_graph import build as dataset_graph
 from graph.sqlite_store import FORMAT, SqliteStore
 from graph.store import GraphStore
 from lineage.alerts import Alert
@@ -338,6 +340,10 @@ class LineageService:
 
     def report(self) -> ViolationReport:
         return summarize(self.store.alerts())
+
+    def downstream(self, dataset: str) -> Downstream:
+        """Datasets, jobs and uses data in ``dataset`` can reach (the dataset/job graph)."""
+        return downstream(dataset_graph(self.store.edges()), dataset)
 
     # -- replay --------------------------------------------------------------------------
     def replay(

@@ -1,8 +1,8 @@
 """One settings object, from ``LINEAGE_*`` environment variables or a TOML file.
 
-With nothing configured the embedded mode runs (local log, networkx, alerts on stdout) and a
-pseudonymization key is created once under ``home``. As soon as Kafka or Neo4j is configured
-we are in production, and a missing key is an error, never a silent default.
+With nothing configured the embedded mode runs (a local SQLite log and projection, alerts on
+stdout) and a pseudonymization key is created once under ``home``. As soon as Kafka or Neo4j is
+configured we are in production, and a missing key is an error, never a silent default.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from graph.dataset_graph import build, downstream
 from graph.sqlite_store import SqliteStore
 from graph.store import GraphStore
 from lineage.alerts import Alert, EvidenceStep
@@ -209,3 +210,28 @@ def test_same_events_give_the_same_graph_and_alerts_as_the_embedded_store(
     assert store.snapshot() == reference.snapshot()
     assert [a.content() for a in store.alerts()] == [a.content() for a in reference.alerts()]
     assert len(store.alerts()) == 2
+
+
+def test_the_dataset_graph_names_every_flow_and_use_once(
+    store: GraphStore, policy: Policy
+) -> None:
+    Tracker(store, policy).apply(
+        [
+            f.collected("c1", "ann", "auth:db", f.SECURITY, 0),
+            f.flowed("f1", "auth:db", "lake:raw", 1),
+            f.flowed("f2", "auth:db", "lake:raw", 2),
+            f.flowed("f3", "lake:raw", "ads:t", 3, who=["ann"]),
+            f.used("u1", "ads:t", f.ADS, 4, who=["ann"]),
+            f.used("u2", "lake:raw", f.ANALYTICS, 5),
+        ]
+    )
+    assert sorted(store.edges()) == [
+        ("carried", "lake:raw", "ads:t", "copy-job"),
+        ("flow", "auth:db", "lake:raw", "copy-job"),
+        ("specific", "ads:t", f.ADS, "use-job"),
+        ("use", "lake:raw", f.ANALYTICS, "use-job"),
+    ]
+    found = downstream(build(store.edges()), "auth:db")
+    assert found.datasets == ["ads:t", "lake:raw"]
+    assert found.uses == [("ads:t", "use-job", f.ADS), ("lake:raw", "use-job", f.ANALYTICS)]
+    assert downstream(build(store.edges()), "nowhere:x").datasets == []

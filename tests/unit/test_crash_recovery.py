@@ -1,4 +1,4 @@
-"""A process killed right after ingest (no checkpoint, no clean close) loses nothing."""
+"""A process killed right after ingest (no clean close) loses nothing."""
 
 from __future__ import annotations
 

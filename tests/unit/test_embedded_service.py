@@ -1,4 +1,4 @@
-"""Embedded mode end to end: durable log, replay, checkpoint, malformed input."""
+"""Embedded mode end to end: durable log and projection, reopen, replay, malformed input."""
 
 from __future__ import annotations
 
