@@ -115,8 +115,8 @@ def main() -> None:
             flush=True,
         )
     ingest_s = time.perf_counter() - started
-    assert service.sqlite is not None
-    identifiers = service.sqlite.counts()["identifiers"]
+    assert service.home is not None
+    identifiers = service.home.store.counts()["identifiers"]
 
     alert_ms: list[float] = []
     for index in range(200):

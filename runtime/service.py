@@ -12,25 +12,22 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
-from pathlib import Path
 from typing import TypeVar
 
 from graph.dataset_graph import Downstream, downstream
 from graph.dataset_graph import build as dataset_graph
-from graph.sqlite_store import FORMAT, SqliteStore
 from graph.store import GraphStore
 from lineage.alerts import Alert
 from lineage.errors import ConfigurationError, InvalidEventError
-from lineage.events import Event, from_micros, micros
+from lineage.events import Event
 from lineage.identifiers import Pseudonymizer, guess_category
 from lineage.inbound import InboundParser
-from lineage.policy import Policy
 from lineage.report import ViolationReport, summarize
 from lineage.trace import Trace, build_trace
 from lineage.tracker import Tracker
-from runtime import home as homes
+from runtime.embedded import EmbeddedHome
 from runtime.faults import fault_point
+from runtime.recording import AppendOnly, AppendThenApply, InOneTransaction, Recording
 from runtime.settings import Settings
 from runtime.sinks import AlertSink
 from runtime.wiring import build_policy, build_pseudonymizer
@@ -64,14 +61,8 @@ class ReplayReport:
     alerts: list[Alert]
 
 
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def open_store(settings: Settings) -> GraphStore:
-    """The production store (the embedded one comes with its log: see ``LineageService.open``)."""
+    """The production store (the embedded one comes with its home: ``runtime.embedded``)."""
     from graph.neo4j_store import Neo4jStore
 
     uri, user, password = settings.require_neo4j()
@@ -85,36 +76,28 @@ def _settle() -> None:
     gc.freeze()
 
 
-def _initialised(path: Path) -> bool:
-    """A fresh home has no tables yet: a reader lets a short-lived writer create them."""
-    probe = LocalEventLog(path, read_only=True)
-    try:
-        return SqliteStore.initialised(probe.connection)
-    finally:
-        probe.close()
-
-
 class LineageService:
     def __init__(
         self,
         settings: Settings,
         store: GraphStore,
         log: EventLog,
-        policy: Policy,
+        tracker: Tracker,
+        recording: Recording,
         pseudonymizer: Pseudonymizer,
         sinks: Sequence[AlertSink] = (),
-        lock: homes.WriterLock | None = None,
+        home: EmbeddedHome | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.log = log
-        self.policy = policy
+        self.tracker = tracker
+        self.policy = tracker.policy
+        self.recording = recording
         self.pseudonymizer = pseudonymizer
         self.sinks = list(sinks)
-        self.tracker = Tracker(store, policy)
         self.parser = InboundParser(pseudonymizer)
-        self._lock = lock
-        self._delivered: list[Alert] = []  # sent to the sinks, not yet marked in the outbox
+        self.home = home
 
     @classmethod
     def open(
@@ -131,28 +114,28 @@ class LineageService:
         if settings.log_kind == "kafka":
             from streams.kafka_log import KafkaEventLog
 
-            return cls(settings, open_store(settings), KafkaEventLog.from_settings(settings),
-                       policy, pseudonymizer, sinks)  # fmt: skip
-        home = homes.prepare(settings.home)
-        path = homes.database(home)
-        if not writer and not _initialised(path):
-            cls.open(settings, (), writer=True, rebuilding=rebuilding).close()
-        lock = homes.WriterLock(home, settings.lock_wait_seconds) if writer else None
+            store, log = open_store(settings), KafkaEventLog.from_settings(settings)
+            tracker = Tracker(store, policy)
+            return cls(settings, store, log, tracker, AppendOnly(log), pseudonymizer, sinks)
+        home = EmbeddedHome(settings, writer)
         try:
-            log = LocalEventLog(path, read_only=not writer)
-            store: GraphStore = SqliteStore(log.connection, create=writer)
-            if settings.store_kind == "neo4j":
-                store = open_store(settings)
-            service = cls(settings, store, log, policy, pseudonymizer, sinks, lock)
+            store = home.store if settings.store_kind == "sqlite" else open_store(settings)
+            tracker = Tracker(store, policy)
+            recording: Recording = (
+                InOneTransaction(home.log, store, tracker)
+                if store is home.store
+                else AppendThenApply(home.log, store, tracker)
+            )
         except BaseException:
-            if lock is not None:
-                lock.release()
+            home.close()
             raise
+        service = cls(settings, store, home.log, tracker, recording, pseudonymizer, sinks, home)
         try:
-            service._check_format(allow_rebuild=rebuilding)
-            if writer and not rebuilding:
-                service._catch_up()
-                service.publish()
+            if not rebuilding:
+                home.check_format()
+                if writer:
+                    home.catch_up(tracker, BATCH)
+                    service.publish()
         except BaseException:
             service.close()
             raise
@@ -160,57 +143,17 @@ class LineageService:
 
     @property
     def local_log(self) -> LocalEventLog | None:
-        return self.log if isinstance(self.log, LocalEventLog) else None
-
-    @property
-    def sqlite(self) -> SqliteStore | None:
-        return self.store if isinstance(self.store, SqliteStore) else None
-
-    def _check_format(self, allow_rebuild: bool) -> None:
-        """An older home (a pickle checkpoint, no projection tables) must be rebuilt."""
-        store, log = self.sqlite, self.local_log
-        if store is None or log is None or allow_rebuild:
-            return
-        old = (self.settings.home / homes.OLD_CHECKPOINT).exists()
-        stamped = store.meta("format")
-        if stamped is None and not old and log.count() == 0:
-            if self._lock is not None:
-                store.atomically(lambda: store.set_meta("format", str(FORMAT)))
-            return
-        if old or stamped != str(FORMAT):
-            raise ConfigurationError(
-                f"{self.settings.home} was written by an older version of lineage; "
-                "run `lineage replay` to rebuild its graph from the event log"
-            )
-        if store.meta("replaying") is not None:
-            raise ConfigurationError(
-                f"a replay of {self.settings.home} was interrupted; run `lineage replay` again"
-            )
-
-    def _catch_up(self) -> None:
-        """After ``replay --until``: apply what the log holds beyond that time."""
-        store, log = self.sqlite, self.local_log
-        if store is None or log is None or (until := store.meta("partial_until")) is None:
-            return
-        since = from_micros(int(until) + 1)
-        for chunk in batched(log.read(0, since, None), BATCH):
-            self.tracker.apply([event for _, event in chunk])
-        store.atomically(lambda: store.set_meta("partial_until", None))
+        return self.home.log if self.home is not None else None
 
     def publish(self, fresh: Sequence[Alert] = ()) -> int:
-        """Deliver alerts to every sink, then mark them published (outbox): sinks see each
+        """Deliver alerts to every sink, then take them out of the outbox: sinks see each
         alert at least once. ``fresh`` are alerts just committed, delivered without reading
-        them back; embedded, their marks ride in the next batch's transaction (one fsync per
-        batch, not two; a crash before it re-delivers them). Without ``fresh``, whatever
-        the outbox still holds (a crash before marking) is delivered."""
+        them back; without it, whatever the outbox still holds (a crash before marking) is."""
         if fresh:
             self._emit(fresh)
-            if self.sqlite is not None:
-                self._delivered.extend(fresh)
-            else:
-                self.store.mark_published(fresh)
+            self.recording.delivered(fresh)
             return len(fresh)
-        self._flush_marks()
+        self.recording.flush()
         delivered = 0
         while batch := self.store.unpublished_alerts(BATCH):
             self._emit(batch)
@@ -223,40 +166,10 @@ class LineageService:
             sink.emit(alerts)
         fault_point("publish")
 
-    def _flush_marks(self) -> None:
-        if self._delivered:
-            self.store.mark_published(self._delivered)
-            self._delivered = []
-
     # -- ingest --------------------------------------------------------------------------
     def record(self, events: Sequence[Event]) -> tuple[Appended, list[Alert]]:
-        """Append durably; with the local log, project in the same transaction."""
-        store = self.sqlite
-        if self.local_log is None:
-            return self.log.append(events), []
-        if store is None:
-            # A local log feeding Neo4j directly: two systems, no shared transaction. Apply
-            # every valid event, not only the fresh ones, so that re-sending a batch repairs
-            # a crash between the append and the apply (the tracker is idempotent).
-            appended = self.log.append(events)
-            conflicting = {id(e) for e in appended.conflicts}
-            alerts = self.tracker.apply([e for e in events if id(e) not in conflicting])
-            self.publish(alerts)
-            return appended, alerts
-
-        marks = self._delivered
-
-        def unit() -> tuple[Appended, list[Alert]]:
-            store.mark_published(marks)
-            fault_point("append")
-            appended = self.log.append(events)
-            fault_point("project")
-            alerts = self.tracker.apply(appended.fresh) if appended.fresh else []
-            return appended, alerts
-
-        appended, alerts = store.atomically(unit)
-        self._delivered = []
-        fault_point("committed")
+        """Record events as this deployment does (``runtime.recording``), then deliver."""
+        appended, alerts = self.recording.record(events)
         self.publish(alerts)
         _settle()
         return appended, alerts
@@ -358,53 +271,39 @@ class LineageService:
         what the log implies; with it, later events are re-applied on top (a no-op unless the
         policy changed). Alerts whose content sinks have already seen keep their revision and
         are not re-sent; new or changed ones are revised and delivered; ones that no longer
-        hold are delivered withdrawn.
+        hold are delivered withdrawn. Times without a zone are UTC.
         """
-        log, store = self.local_log, self.sqlite
-        if log is None or store is None:
+        if self.home is None or self.store is not self.home.store:
             raise ConfigurationError(
-                "replay reads the local log; with Kafka, run `lineage worker --from-beginning`"
+                "replay rebuilds the embedded home; with Kafka, run `lineage worker "
+                "--from-beginning`"
             )
-        if observed_since is not None:
-            observed_since = observed_since.astimezone(UTC) if observed_since.tzinfo else (
-                observed_since.replace(tzinfo=UTC))
-        if observed_until is not None:
-            observed_until = observed_until.astimezone(UTC) if observed_until.tzinfo else (
-                observed_until.replace(tzinfo=UTC))
-        rebuild = observed_since is None
-        if rebuild:
-            store.atomically(store.begin_rebuild)
-        events = 0
-        for chunk in batched(log.read(0, observed_since, observed_until), BATCH):
-            self.tracker.apply([event for _, event in chunk])
-            events += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
-        if rebuild:
-            store.atomically(store.finish_rebuild)
-        if observed_until is not None:
-            # The graph now shows the log as observed until then; the next writer to open
-            # the home applies the rest (see _catch_up).
-            until = str(micros(observed_until))
-            store.atomically(lambda: store.set_meta("partial_until", until))
-        (self.settings.home / homes.OLD_CHECKPOINT).unlink(missing_ok=True)
+        since, until = _utc(observed_since), _utc(observed_until)
+        events = self.home.replay(self.tracker, BATCH, since, until, progress)
         self.publish()
-        return ReplayReport(events, store.alerts())
+        return ReplayReport(events, self.store.alerts())
 
     def close(self) -> None:
         try:
-            if self._lock is not None or self.sqlite is None:
-                self._flush_marks()
+            if self.home is None or self.home.lock is not None:
+                self.recording.flush()
             for sink in self.sinks:
                 sink.close()
-            self.log.close()
             self.store.close()
         finally:
-            if self._lock is not None:
-                self._lock.release()
+            if self.home is not None:
+                self.home.close()
+            else:
+                self.log.close()
 
     def __enter__(self) -> LineageService:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from lineage.alerts import Alert
 from lineage.reference_case import generate
 from runtime.service import LineageService
 from runtime.settings import Settings
@@ -138,3 +140,52 @@ def test_production_without_a_key_fails_loudly(tmp_path: Path) -> None:
         settings.pseudonymization_key()
     assert Settings(home=tmp_path).pseudonymization_key() == (tmp_path / "key").read_bytes()
     assert (tmp_path / "key").stat().st_mode & 0o077 == 0
+
+
+class Collecting:
+    """A sink that remembers what it was sent (the test's stand-in for a consumer)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Alert] = []
+
+    def emit(self, alerts: Sequence[Alert]) -> None:
+        self.sent.extend(alerts)
+
+    def close(self) -> None:
+        pass
+
+
+def test_replay_after_a_policy_change_delivers_what_sinks_have_not_seen(
+    tmp_path: Path, case_lines: list[str]
+) -> None:
+    home = tmp_path / "home"
+    first = Collecting()
+    with LineageService.open(Settings(home=home, key=KEY), [first]) as service:
+        service.ingest(case_lines)
+    before = {a.alert_id: a for a in first.sent}
+    assert before
+
+    stricter = tmp_path / "policy.toml"
+    stricter.write_text(
+        (Path("lineage/data/policy.toml").read_text())
+        + '\n[[rule]]\nid = "security-origin-to-fraud-models"\nseverity = "high"\n'
+        'description = "test"\norigins = ["essential.service.security"]\n'
+        'forbidden_uses = ["essential.fraud_detection"]\n'
+    )
+    second = Collecting()
+    settings = Settings(home=home, key=KEY, policy_file=stricter)
+    with LineageService.open(settings, [second], rebuilding=True) as service:
+        service.replay()
+        now = {a.alert_id: a for a in service.alerts()}
+    new_rule = [a for a in now.values() if a.rule == "security-origin-to-fraud-models"]
+    assert new_rule, "the stricter policy must find violations the old one did not"
+    assert {a.alert_id for a in second.sent} == {a.alert_id for a in new_rule}
+    assert all(a.revision == 0 for a in second.sent)
+    assert all(now[aid].revision == before[aid].revision for aid in before)
+
+    third = Collecting()
+    with LineageService.open(Settings(home=home, key=KEY), [third], rebuilding=True) as service:
+        service.replay()  # back to the default policy: the extra alerts no longer hold
+        assert {a.alert_id for a in service.alerts()} == set(before)
+    assert {a.alert_id for a in third.sent} == {a.alert_id for a in new_rule}
+    assert all(a.status == "withdrawn" and a.revision == 1 for a in third.sent)
