@@ -1,7 +1,8 @@
 """Embedded mode at scale, old commit against this tree, the way a user runs it.
 
-One run generates the reference case as producer JSON lines, then for each code tree (a git
-worktree of ``--old`` and the working tree) runs ``lineage ingest`` on the same file in a fresh
+One run generates the reference case as producer JSON lines, then for each code tree (git
+worktrees of ``--old`` and ``--new``, default HEAD, so editing the work tree meanwhile changes
+nothing) runs ``lineage ingest`` on the same file in a fresh
 home, then ``lineage trace`` and ``lineage report``, as subprocesses: wall time, events/s and
 the child's peak RSS (``wait4``). Beside them, in the same run, a plain SQLite append + fsync
 loop writes the same lines in the same batches (the floor any durable embedded log pays).
@@ -111,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--old", default=None, help="a commit to compare with, e.g. 0386860")
+    parser.add_argument("--new", default="HEAD", help="the commit measured as new")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lineage-bench-") as tmp:
         work = Path(tmp)
@@ -118,25 +120,25 @@ def main() -> None:
         events, email = _write_input(args.users, lines)
         result: dict[str, Any] = {"users": args.users, "events": events}
         result["raw_sqlite_rows_per_s"] = round(_raw_sqlite(lines, work))
-        trees = {"new": ROOT}
-        if args.old:
-            old_tree = work / "old"
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old_tree), args.old],
-                check=True,
-                capture_output=True,
-            )
-            trees = {"old": old_tree, **trees}
+        refs = {"old": args.old, "new": args.new} if args.old else {"new": args.new}
+        trees: dict[str, Path] = {}
         try:
+            for name, ref in refs.items():
+                trees[name] = work / name
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(trees[name]), ref],
+                    check=True,
+                    capture_output=True,
+                )
             for name, tree in trees.items():
                 result[name] = _measure(tree, lines, events, email, work)
                 result[name]["vs_raw_sqlite"] = round(
                     result[name]["events_per_s"] / result["raw_sqlite_rows_per_s"], 3
                 )
         finally:
-            if args.old:
+            for tree in trees.values():
                 subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "old")],
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                     check=False,
                     capture_output=True,
                 )

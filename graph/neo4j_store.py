@@ -80,6 +80,7 @@ from lineage.model import (
 )
 from lineage.planner import FactRows, NodeState, Row, State, StateKeys
 from lineage.ports import Facts, FirstRun, History, Request, Window, Writes
+from lineage.report import Tally, tally
 
 T = TypeVar("T")
 
@@ -463,6 +464,10 @@ class Neo4jStore:
             return
         rows = [{"alert_id": a.alert_id, "revision": a.revision} for a in alerts]
         self._write("marking alerts published", cypher.MARK_PUBLISHED, rows=rows)
+
+    def tally(self) -> Tally:
+        """Counted in Python over the active alerts (one read)."""
+        return tally(self.alerts())
 
     def edges(self) -> list[tuple[str, str, str, str]]:
         records = self._read("reading the dataset graph", cypher.EDGES)

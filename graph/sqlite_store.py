@@ -9,8 +9,10 @@ depends on what an event touches, not on the history behind it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from graph.store import GraphSnapshot
@@ -30,11 +32,12 @@ from lineage.model import (
 )
 from lineage.planner import FactRows, NodeState, State, StateKeys
 from lineage.ports import Facts, FirstRun, History, Request, Writes
+from lineage.report import Tally, route_of
 from runtime.faults import fault_point
 
 T = TypeVar("T")
 
-FORMAT = 2
+FORMAT = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -73,7 +76,8 @@ CREATE TABLE IF NOT EXISTS copies (
 CREATE INDEX IF NOT EXISTS copies_arrival ON copies (dataset, since);
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id TEXT PRIMARY KEY, ref TEXT NOT NULL, revision INTEGER NOT NULL,
-    status TEXT NOT NULL, occurred_at TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+    status TEXT NOT NULL, occurred_at TEXT NOT NULL, rule TEXT NOT NULL,
+    category TEXT NOT NULL, route TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alerts_ref ON alerts (ref);
 CREATE INDEX IF NOT EXISTS alerts_time ON alerts (status, occurred_at, alert_id);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -340,15 +344,16 @@ class SqliteStore:
             )
 
     def _put_alerts(self, alerts: Sequence[Alert]) -> None:
-        """Upsert keeping the higher revision; what was written enters the outbox."""
+        """Upsert keeping the higher revision; what was written enters the outbox. The
+        columns beside the JSON body are what ``tally`` aggregates without parsing it."""
         self._db.executemany(
-            "INSERT INTO alerts (alert_id, ref, revision, status, occurred_at, body) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET "
+            "INSERT INTO alerts (alert_id, ref, revision, status, occurred_at, rule, category, "
+            "route, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET "
             "revision = excluded.revision, status = excluded.status, "
-            "occurred_at = excluded.occurred_at, body = excluded.body "
+            "occurred_at = excluded.occurred_at, route = excluded.route, body = excluded.body "
             "WHERE excluded.revision > alerts.revision",
-            [(a.alert_id, a.identifier, a.revision, a.status, a.occurred_at.isoformat(),
-              a.model_dump_json()) for a in alerts],
+            [(a.alert_id, a.identifier, a.revision, a.status, a.occurred_at.isoformat(), a.rule,
+              a.category, json.dumps(route_of(a)), a.model_dump_json()) for a in alerts],
         )  # fmt: skip
         self._db.executemany(
             "INSERT OR REPLACE INTO outbox (alert_id, revision) SELECT alert_id, revision "
@@ -427,17 +432,47 @@ class SqliteStore:
                 "SELECT alert_id FROM alerts WHERE status = 'active'")),
         )  # fmt: skip
 
+    def tally(self) -> Tally:
+        """The report's inputs in a few aggregate queries over indexed columns: a report on
+        a million alerts reads no alert JSON."""
+        active = "FROM alerts WHERE status = 'active'"
+        counted = Tally()
+        (counted.alerts,) = self._q(f"SELECT count(*) {active}")[0]
+        if not counted.alerts:
+            return counted
+        counted.identifiers_by_category = dict(
+            self._q(f"SELECT category, count(DISTINCT ref) {active} GROUP BY category"))
+        first, last = self._q(f"SELECT min(occurred_at), max(occurred_at) {active}")[0]
+        counted.first, counted.last = (datetime.fromisoformat(first),
+                                       datetime.fromisoformat(last))
+        counted.by_rule = dict(self._q(f"SELECT rule, count(*) {active} GROUP BY rule"))
+        counted.by_year = dict(self._q(
+            f"SELECT substr(occurred_at, 1, 4), count(*) {active} GROUP BY 1"))
+        counted.routes = {
+            tuple((d, j) for d, j in json.loads(route)): n
+            for route, n in self._q(f"SELECT route, count(*) {active} GROUP BY route")
+        }
+        (counted.people,) = self._q(
+            "SELECT count(*) FROM (SELECT s.subject FROM subjects s WHERE s.ref IN "
+            f"(SELECT ref {active}) UNION SELECT 'identifier:' || a.ref FROM alerts a "
+            "WHERE a.status = 'active' AND NOT EXISTS "
+            "(SELECT 1 FROM subjects s WHERE s.ref = a.ref))")[0]
+        return counted  # fmt: skip
+
     # -- rebuilding from the log -------------------------------------------------------
     def begin_rebuild(self) -> None:
-        """Empty the projection, keeping what sinks were sent (an interrupted rebuild keeps
-        the first copy: it is what they saw)."""
+        """Empty the projection in this version's schema, keeping what sinks were sent (an
+        interrupted rebuild keeps the first copy: it is what they saw)."""
         db = self._db
         db.execute(
             "CREATE TABLE IF NOT EXISTS previous_alerts AS "
             "SELECT alert_id, revision, status, body FROM alerts"
         )
         for table in PROJECTION_TABLES:
-            db.execute(f"DELETE FROM {table}")
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
         self.set_meta("replaying", "1")
 
     def finish_rebuild(self) -> None:

@@ -20,6 +20,7 @@ from lineage.model import (
     UseEdge,
 )
 from lineage.ports import LineageStore
+from lineage.report import Tally
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ class GraphStore(LineageStore, Protocol):
     def mark_published(self, alerts: Sequence[Alert]) -> None:
         """Take alerts out of the outbox, each only if the outbox still holds that very
         revision (a newer revision written meanwhile stays to be published)."""
+        ...
+
+    def tally(self) -> Tally:
+        """What ``lineage.report.report_from`` needs, over the active alerts."""
         ...
 
     def edges(self) -> list[tuple[str, str, str, str]]:

@@ -25,38 +25,78 @@ class ViolationReport:
     systems: list[str] = field(default_factory=list)
 
 
-def summarize(alerts: Iterable[Alert]) -> ViolationReport:
+Route = tuple[tuple[str, str | None], ...]  # the (dataset, job) of each evidence step
+
+
+@dataclass
+class Tally:
+    """What a report is computed from: few numbers and few distinct routes however many alerts,
+    so a store can aggregate it in its own query language (SQL) instead of reading every alert."""
+
+    alerts: int = 0
+    identifiers_by_category: dict[str, int] = field(default_factory=dict)
+    people: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    by_rule: dict[str, int] = field(default_factory=dict)
+    by_year: dict[str, int] = field(default_factory=dict)
+    routes: dict[Route, int] = field(default_factory=dict)
+
+
+def route_of(alert: Alert) -> Route:
+    return tuple((step.dataset, step.job) for step in alert.evidence)
+
+
+def tally(alerts: Iterable[Alert]) -> Tally:
     """People are counted by pseudonymized account; an identifier with none counts as one."""
-    report = ViolationReport()
-    identifiers: set[str] = set()
+    counted = Tally()
+    categories: dict[str, str] = {}
     people: set[str] = set()
     by_rule: Counter[str] = Counter()
-    by_category: Counter[str] = Counter()
     by_year: Counter[str] = Counter()
-    datasets: Counter[str] = Counter()
-    jobs: Counter[str] = Counter()
+    routes: Counter[Route] = Counter()
     for alert in alerts:
-        report.alerts += 1
+        counted.alerts += 1
         by_rule[alert.rule] += 1
         by_year[str(alert.occurred_at.year)] += 1
-        if alert.identifier not in identifiers:
-            identifiers.add(alert.identifier)
-            by_category[alert.category] += 1
+        categories[alert.identifier] = alert.category
         people.update(alert.subjects or [f"identifier:{alert.identifier}"])
-        for step in alert.evidence:
-            datasets[step.dataset] += 1
-            if step.job:
-                jobs[step.job] += 1
-        if report.first_violation is None or alert.occurred_at < report.first_violation:
-            report.first_violation = alert.occurred_at
-        if report.last_violation is None or alert.occurred_at > report.last_violation:
-            report.last_violation = alert.occurred_at
-    report.affected_identifiers = len(identifiers)
-    report.affected_subjects = len(people)
-    report.by_rule = dict(by_rule.most_common())
-    report.by_category = dict(by_category.most_common())
-    report.by_year = dict(sorted(by_year.items()))
-    report.datasets = dict(datasets.most_common())
-    report.jobs = dict(jobs.most_common())
-    report.systems = sorted({name.split(":", 1)[0] for name in datasets})
-    return report
+        routes[route_of(alert)] += 1
+        if counted.first is None or alert.occurred_at < counted.first:
+            counted.first = alert.occurred_at
+        if counted.last is None or alert.occurred_at > counted.last:
+            counted.last = alert.occurred_at
+    counted.identifiers_by_category = dict(Counter(categories.values()))
+    counted.people = len(people)
+    counted.by_rule = dict(by_rule)
+    counted.by_year = dict(by_year)
+    counted.routes = dict(routes)
+    return counted
+
+
+def report_from(counted: Tally) -> ViolationReport:
+    datasets: Counter[str] = Counter()
+    jobs: Counter[str] = Counter()
+    for route, count in counted.routes.items():
+        for dataset, job in route:
+            datasets[dataset] += count
+            if job:
+                jobs[job] += count
+    by_category = Counter(counted.identifiers_by_category)
+    return ViolationReport(
+        alerts=counted.alerts,
+        affected_identifiers=sum(by_category.values()),
+        affected_subjects=counted.people,
+        first_violation=counted.first,
+        last_violation=counted.last,
+        by_rule=dict(Counter(counted.by_rule).most_common()),
+        by_category=dict(by_category.most_common()),
+        by_year=dict(sorted(counted.by_year.items())),
+        datasets=dict(datasets.most_common()),
+        jobs=dict(jobs.most_common()),
+        systems=sorted({name.split(":", 1)[0] for name in datasets}),
+    )
+
+
+def summarize(alerts: Iterable[Alert]) -> ViolationReport:
+    return report_from(tally(alerts))

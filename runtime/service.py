@@ -22,7 +22,7 @@ from lineage.errors import ConfigurationError, InvalidEventError
 from lineage.events import Event
 from lineage.identifiers import Pseudonymizer, guess_category
 from lineage.inbound import InboundParser
-from lineage.report import ViolationReport, summarize
+from lineage.report import ViolationReport, report_from
 from lineage.trace import Trace, build_trace
 from lineage.tracker import Tracker
 from runtime.embedded import EmbeddedHome
@@ -252,7 +252,7 @@ class LineageService:
         return self.store.alerts()
 
     def report(self) -> ViolationReport:
-        return summarize(self.store.alerts())
+        return report_from(self.store.tally())
 
     def downstream(self, dataset: str) -> Downstream:
         """Datasets, jobs and uses data in ``dataset`` can reach (the dataset/job graph)."""

@@ -30,6 +30,7 @@ from lineage.projection import (
     PutIdentifier,
     PutJob,
 )
+from lineage.report import report_from, summarize
 from lineage.tracker import Tracker
 from tests import factories as f
 
@@ -235,3 +236,20 @@ def test_the_dataset_graph_names_every_flow_and_use_once(
     assert found.datasets == ["ads:t", "lake:raw"]
     assert found.uses == [("ads:t", "use-job", f.ADS), ("lake:raw", "use-job", f.ANALYTICS)]
     assert downstream(build(store.edges()), "nowhere:x").datasets == []
+
+
+def test_the_store_tally_reports_what_the_alerts_say(store: GraphStore, policy: Policy) -> None:
+    Tracker(store, policy).apply(
+        [
+            f.collected("c1", "ann", "auth:db", f.SECURITY, 0, owner="ann"),
+            f.collected("c2", "ann-phone", "auth:db", f.RECOVERY, 0, owner="ann"),
+            f.collected("c3", "bob", "auth:db", f.SECURITY, 0),
+            f.flowed("f1", "auth:db", "ads:t", 1),
+            f.used("u1", "ads:t", f.ADS, 24 * 400),
+            f.used("u2", "auth:db", "marketing.advertising.profiling", 2, who=["bob"]),
+        ]
+    )
+    assert report_from(store.tally()) == summarize(store.alerts())
+    summary = report_from(store.tally())
+    assert (summary.alerts, summary.affected_identifiers, summary.affected_subjects) == (4, 3, 2)
+    assert summary.by_year == {"2015": 1, "2016": 3}
