@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from lineage.alerts import Alert
+from lineage.errors import ConfigurationError
 from lineage.reference_case import generate
 from runtime.service import LineageService
 from runtime.settings import Settings
@@ -189,3 +191,36 @@ def test_replay_after_a_policy_change_delivers_what_sinks_have_not_seen(
         assert {a.alert_id for a in service.alerts()} == set(before)
     assert {a.alert_id for a in third.sent} == {a.alert_id for a in new_rule}
     assert all(a.status == "withdrawn" and a.revision == 1 for a in third.sent)
+
+
+def test_the_home_is_private_wal_and_shm_included(tmp_path: Path, case_lines: list[str]) -> None:
+    home = tmp_path / "home"
+    with _open(home) as service:
+        service.ingest(case_lines[:50])
+        files = sorted(p.name for p in home.iterdir())
+        assert {"events.db", "events.db-wal", "events.db-shm", "lock"} <= set(files)
+        modes = {p.name: p.stat().st_mode & 0o777 for p in home.iterdir()}
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert set(modes.values()) == {0o600}, modes
+
+
+def test_a_home_of_the_old_format_is_refused_until_replay_rebuilds_it(
+    tmp_path: Path, case_lines: list[str]
+) -> None:
+    home = tmp_path / "home"
+    with _open(home) as service:
+        service.ingest(case_lines)
+        alerts = [a.content() for a in service.alerts()]
+    db = sqlite3.connect(home / "events.db")  # what the pickle-checkpoint version left behind
+    db.execute("DELETE FROM meta")
+    db.commit()
+    db.close()
+    (home / "graph.pickle").write_bytes(b"not loaded, ever")
+    with pytest.raises(ConfigurationError, match="lineage replay"):
+        _open(home)
+    settings = Settings(home=home, key=KEY)
+    with LineageService.open(settings, rebuilding=True) as service:
+        service.replay()
+    assert not (home / "graph.pickle").exists()
+    with _open(home) as service:
+        assert [a.content() for a in service.alerts()] == alerts
