@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1_000
 
 
-def _write_input(users: int, path: Path) -> tuple[int, str]:
+def _write_input(users: int, path: Path) -> tuple[int, str, int]:
     case = generate(users=users, seed=7)
     with path.open("w") as handle:
         for record in case.records:
@@ -39,7 +39,7 @@ def _write_input(users: int, path: Path) -> tuple[int, str]:
         for r in case.records
         if r.get("type") == "IdentifierCollected" and "email" in r.get("identifier", {})
     )
-    return len(case.records), email
+    return len(case.records), email, len(case.truth.affected_subjects)
 
 
 def _raw_sqlite(lines: Path, directory: Path) -> float:
@@ -92,7 +92,7 @@ def _run(tree: Path, home: Path, args: list[str]) -> tuple[float, int, str]:
 
 def _measure(tree: Path, lines: Path, events: int, email: str, work: Path) -> dict[str, Any]:
     home = work / "home"
-    ingest_s, ingest_rss, _ = _run(tree, home, ["ingest", str(lines), "--json"])
+    ingest_s, ingest_rss, ingested = _run(tree, home, ["ingest", str(lines), "--json"])
     trace_s = min(_run(tree, home, ["trace", email, "--json"])[0] for _ in range(3))
     report_s, _, report = _run(tree, home, ["report", "--json"])
     size = sum(p.stat().st_size for p in home.iterdir() if p.is_file())
@@ -104,6 +104,7 @@ def _measure(tree: Path, lines: Path, events: int, email: str, work: Path) -> di
         "trace_s": round(trace_s, 2),
         "report_s": round(report_s, 2),
         "home_mib": round(size / 2**20),
+        "rejected_lines": len(json.loads(ingested)["rejected"]),
         "affected_people": json.loads(report)["affected_subjects"],
     }
 
@@ -117,8 +118,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lineage-bench-") as tmp:
         work = Path(tmp)
         lines = work / "events.jsonl"
-        events, email = _write_input(args.users, lines)
-        result: dict[str, Any] = {"users": args.users, "events": events}
+        events, email, truth = _write_input(args.users, lines)
+        result: dict[str, Any] = {"users": args.users, "events": events, "truth_people": truth}
         result["raw_sqlite_rows_per_s"] = round(_raw_sqlite(lines, work))
         refs = {"old": args.old, "new": args.new} if args.old else {"new": args.new}
         trees: dict[str, Path] = {}

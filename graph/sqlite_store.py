@@ -37,7 +37,7 @@ from runtime.faults import fault_point
 
 T = TypeVar("T")
 
-FORMAT = 3
+FORMAT = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -75,11 +75,12 @@ CREATE TABLE IF NOT EXISTS copies (
     source TEXT, job TEXT, PRIMARY KEY (ref, dataset, origin, epoch)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS copies_arrival ON copies (dataset, since);
 CREATE TABLE IF NOT EXISTS alerts (
-    alert_id TEXT PRIMARY KEY, ref TEXT NOT NULL, revision INTEGER NOT NULL,
-    status TEXT NOT NULL, occurred_at TEXT NOT NULL, rule TEXT NOT NULL,
-    category TEXT NOT NULL, route TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+    id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL UNIQUE, ref TEXT NOT NULL,
+    revision INTEGER NOT NULL, status TEXT NOT NULL, occurred_at TEXT NOT NULL,
+    rule TEXT NOT NULL, category TEXT NOT NULL, route TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS alerts_ref ON alerts (ref);
 CREATE INDEX IF NOT EXISTS alerts_time ON alerts (status, occurred_at, alert_id);
+CREATE INDEX IF NOT EXISTS alerts_tally ON alerts (status, category, ref, rule, occurred_at, route);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL UNIQUE,
     revision INTEGER NOT NULL);

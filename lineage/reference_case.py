@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,6 +66,23 @@ def _phone(rng: random.Random) -> str:
     while exchange % 100 == 11 or exchange == 555:
         exchange = rng.randint(201, 989)
     return f"+1 {area} {exchange} {rng.randint(0, 9999):04d}"
+
+
+#: Identifiers per listed flow or use event: a real sync of millions is sent in bounded parts,
+#: and each line stays far below the ingest bound (``lineage.inbound.MAX_LINE_BYTES``).
+PART = 2_000
+
+
+def _parts(
+    event_id: str, identifiers: list[dict[str, str]]
+) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """One event when it fits, else ``<id>.1``, ``<id>.2``, ... of at most ``PART`` each."""
+    if len(identifiers) <= PART:
+        if identifiers:
+            yield event_id, identifiers
+        return
+    for number, start in enumerate(range(0, len(identifiers), PART), start=1):
+        yield f"{event_id}.{number}", identifiers[start : start + PART]
 
 
 def generate(users: int = 2_000, seed: int = 7, period_days: int = 7) -> ReferenceCase:
@@ -130,30 +148,30 @@ def generate(users: int = 2_000, seed: int = 7, period_days: int = 7) -> Referen
         batch += 1
         flow_at, use_at = day + timedelta(hours=1), day + timedelta(hours=3)
         for source, carried in ((AUTH, secured), (NEWSLETTER, consented)):
-            if carried:
+            for event_id, part in _parts(f"{tag}:sync-{source}-{batch}", carried):
                 records.append(
                     {
                         "type": "DataFlowed",
-                        "event_id": f"{tag}:sync-{source}-{batch}",
+                        "event_id": event_id,
                         "event_time": _iso(flow_at),
                         "producer": "ads-platform",
                         "source": source,
                         "target": ADS,
                         "job": SYNC_JOB,
-                        "identifiers": carried,
+                        "identifiers": part,
                     }
                 )
-        if secured or consented:
+        for event_id, part in _parts(f"{tag}:match-{batch}", secured + consented):
             records.append(
                 {
                     "type": "DataUsed",
-                    "event_id": f"{tag}:match-{batch}",
+                    "event_id": event_id,
                     "event_time": _iso(use_at),
                     "producer": "ads-platform",
                     "dataset": ADS,
                     "job": MATCH_JOB,
                     "purpose": AD_PURPOSE,
-                    "identifiers": secured + consented,
+                    "identifiers": part,
                 }
             )
         if secured:
