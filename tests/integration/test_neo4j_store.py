@@ -193,7 +193,9 @@ def test_a_first_run_is_one_index_entry_however_many_runs(
     params = {"r": {**_empty_request(), "flows": [["auth:db", 100]], "uses": [["ads:t", 0]]}}
     profile = driver.execute_query("PROFILE " + cypher.FETCH, params).summary.profile
     seeks = [p for p in _profiles(profile) if "RelationshipIndexSeek" in p["operatorType"]]
-    assert sorted(p["rows"] for p in seeks if p["rows"]) == [1, 1], seeks  # 300 runs each
+    # 300 runs each, and no seek reads past the first entry (how the planner splits the two
+    # reads between operators varies with its statistics, so count rows, not operators)
+    assert seeks and max(p["rows"] for p in seeks) == 1, seeks
 
 
 def _profiles(plan: Any) -> list[Any]:
