@@ -9,7 +9,7 @@ from lineage.events import DataUsed, Event, IdentifierCollected
 from lineage.planner import keys_of, plan
 from lineage.policy import Policy
 from lineage.ports import LineageStore, Request, Writes
-from lineage.projection import Mutation, project
+from lineage.projection import Change, Mutation, project
 from lineage.propagation import PropagationPass
 from lineage.purposes import PurposeTaxonomy
 
@@ -18,6 +18,18 @@ def check_purposes(event: Event, taxonomy: PurposeTaxonomy) -> None:
     """Semantic validation the schema cannot do: purposes must exist in the taxonomy."""
     if isinstance(event, IdentifierCollected | DataUsed):
         taxonomy.require(event.purpose)
+
+
+def merge_facts(store: LineageStore, mutations: Sequence[Mutation]) -> list[Change]:
+    """Read the stored state of the keys the mutations touch, plan, write the fact rows;
+    return what changed (call inside ``store.atomically``)."""
+    state = store.fetch(Request(state=keys_of(mutations))).state
+    if state is None:  # pragma: no cover - a store contract violation
+        raise AssertionError("store answered a state request without state")
+    planned = plan(mutations, state)
+    if planned.rows:
+        store.write(Writes(facts=planned.rows))
+    return planned.changes
 
 
 class Tracker:
@@ -38,13 +50,9 @@ class Tracker:
 
     def _apply(self, mutations: list[Mutation]) -> list[Alert]:
         # One unit: if we die half-way, nothing of it is stored and redelivery redoes it all.
-        state = self.store.fetch(Request(state=keys_of(mutations))).state
-        if state is None:  # pragma: no cover - a store contract violation
-            raise AssertionError("store answered a state request without state")
-        planned = plan(mutations, state)
-        if not planned.changes:
+        changes = merge_facts(self.store, mutations)
+        if not changes:
             return []
-        self.store.write(Writes(facts=planned.rows))
-        derived = PropagationPass(self.store, self.policy).run(planned.changes)
+        derived = PropagationPass(self.store, self.policy).run(changes)
         self.store.write(derived)
         return derived.alerts

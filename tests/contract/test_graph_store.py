@@ -14,7 +14,6 @@ from graph.store import GraphStore
 from lineage.alerts import Alert, EvidenceStep
 from lineage.events import Event, from_micros
 from lineage.model import CarriedFlow, Collection, Copy, Origin, Run, SpecificUse
-from lineage.planner import keys_of, plan
 from lineage.policy import Policy
 from lineage.ports import FirstRun, Request, Writes
 from lineage.projection import (
@@ -31,7 +30,7 @@ from lineage.projection import (
     PutJob,
 )
 from lineage.report import report_from, summarize
-from lineage.tracker import Tracker
+from lineage.tracker import Tracker, merge_facts
 from tests import factories as f
 
 A, B = "a" * 64, "b" * 64
@@ -39,17 +38,8 @@ ORIGIN = Origin("auth:db", f.SECURITY)
 
 
 def apply(store: GraphStore, mutations: Sequence[Mutation]) -> list[Change]:
-    """What the tracker does before propagation: read state, plan, write the fact rows."""
-
-    def unit() -> list[Change]:
-        state = store.fetch(Request(state=keys_of(mutations))).state
-        assert state is not None
-        planned = plan(mutations, state)
-        if planned.rows:
-            store.write(Writes(facts=planned.rows))
-        return planned.changes
-
-    return store.atomically(unit)
+    """What the tracker does before propagation, as one unit."""
+    return store.atomically(lambda: merge_facts(store, mutations))
 
 
 def basics() -> list[Mutation]:

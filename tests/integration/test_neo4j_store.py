@@ -27,7 +27,7 @@ from lineage.errors import StoreError
 from lineage.events import Event
 from lineage.inbound import InboundParser
 from lineage.model import CarriedFlow, Collection, Copy, Origin, Run, SpecificUse
-from lineage.planner import keys_of, plan
+from lineage.planner import keys_of
 from lineage.policy import Policy
 from lineage.ports import Request, Writes
 from lineage.projection import (
@@ -44,7 +44,7 @@ from lineage.projection import (
     PutJob,
 )
 from lineage.reference_case import generate
-from lineage.tracker import Tracker
+from lineage.tracker import Tracker, merge_facts
 from tests import factories as f
 from tests.conftest import require_service
 
@@ -83,17 +83,8 @@ def driver(credentials: tuple[str, str, str]) -> Iterator[Driver]:
 
 
 def _apply(store: GraphStore, mutations: Sequence[Mutation]) -> list[Change]:
-    """What the tracker does before propagation: read state, plan, write the fact rows."""
-
-    def unit() -> list[Change]:
-        state = store.fetch(Request(state=keys_of(mutations))).state
-        assert state is not None
-        planned = plan(mutations, state)
-        if planned.rows:
-            store.write(Writes(facts=planned.rows))
-        return planned.changes
-
-    return store.atomically(unit)
+    """What the tracker does before propagation, as one unit."""
+    return store.atomically(lambda: merge_facts(store, mutations))
 
 
 def _put_nodes(*refs: str) -> list[Mutation]:
