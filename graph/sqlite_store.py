@@ -221,9 +221,6 @@ class SqliteStore:
             for ref, (category, display) in found.items()
         }  # fmt: skip
 
-    def _node(self, ref: str) -> IdentifierNode | None:
-        return self._nodes([ref]).get(ref)
-
     def _first_runs(
         self, kind: str, keys: Iterable[tuple[str, int]]
     ) -> dict[tuple[str, int], list[FirstRun]]:
@@ -414,7 +411,7 @@ class SqliteStore:
         refs = [r for (r,) in self._q("SELECT ref FROM identifiers")]
         edges = self._q("SELECT kind, a, b, job FROM edges")
         return GraphSnapshot(
-            identifiers=frozenset(n for r in refs if (n := self._node(r)) is not None),
+            identifiers=frozenset(self._nodes(refs).values()),
             datasets=frozenset(tuple(r) for r in self._q("SELECT key, system, name FROM datasets")),
             jobs=frozenset(j for (j,) in self._q("SELECT name FROM jobs")),
             collections=frozenset(Collection(*r) for r in self._q(

@@ -54,8 +54,7 @@ def _parse_phone(raw: str, default_region: str | None) -> tuple[str, str]:
     if not phonenumbers.is_valid_number(number):
         raise InvalidIdentifierError("invalid phone number: not a valid number for its region")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    national = phonenumbers.national_significant_number(number)
-    return e164, f"+{number.country_code} ***-***-{national[-4:]}"
+    return e164, _masked(number)
 
 
 def check_region(region: str | None) -> str | None:
@@ -92,7 +91,10 @@ def guess_category(raw: str) -> Category:
 
 
 def mask_phone(e164: str) -> str:
-    number = phonenumbers.parse(e164, None)
+    return _masked(phonenumbers.parse(e164, None))
+
+
+def _masked(number: phonenumbers.PhoneNumber) -> str:
     national = phonenumbers.national_significant_number(number)
     return f"+{number.country_code} ***-***-{national[-4:]}"
 

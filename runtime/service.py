@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from graph.dataset_graph import Downstream, downstream
 from graph.dataset_graph import build as dataset_graph
@@ -36,7 +35,6 @@ from streams.log import Appended, EventLog
 
 BATCH = int(os.environ.get("LINEAGE_BATCH", "1000"))
 Progress = Callable[[int], None]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
