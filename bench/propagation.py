@@ -28,7 +28,7 @@ from graph.sqlite_store import SqliteStore
 from lineage.events import DataFlowed, DatasetRef, DataUsed, Event, IdentifierCollected
 from lineage.identifiers import Pseudonymizer
 from lineage.inbound import InboundParser
-from lineage.ports import Request
+from lineage.ports import Request, Window
 from lineage.projection import project
 from lineage.reference_case import ADS, AUTH, generate
 from lineage.trace import build_trace
@@ -124,14 +124,15 @@ def measure(users: int) -> dict[str, float]:
 
     alert_p50, alert_p99 = _percentiles(alert_ms)
     trace_p50, trace_p99 = _percentiles(trace_ms)
-    counts = store.fetch(Request(arrivals={(ADS, None, 2**62), (AUTH, None, 2**62)})).arrivals
-    copies_in_ads = len(counts.get((ADS, None, 2**62), []))
+    everything: set[Window] = {(ADS, None, 2**62, None), (AUTH, None, 2**62, None)}
+    counts = store.fetch(Request(arrivals=everything)).arrivals
+    copies_in_ads = len(counts.get((ADS, None, 2**62, None), []))
     return {
         "users": users,
         "events": len(events),
         "identifiers": len({*refs}),
         "copies_in_" + ADS.split(":")[0]: copies_in_ads,
-        "collections_in_" + AUTH.split(":")[0]: len(counts.get((AUTH, None, 2**62), [])),
+        "collections_in_" + AUTH.split(":")[0]: len(counts.get((AUTH, None, 2**62, None), [])),
         "events_per_s": round(len(events) / incremental_s),
         "mutations_per_s": round(mutations / incremental_s),
         "rebuild_s": round(rebuild_s, 3),

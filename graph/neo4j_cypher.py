@@ -256,6 +256,7 @@ CALL () {{
   MATCH (i:Identifier)-[c:COPY_IN]->(d:Dataset)
   USING INDEX c:COPY_IN(dataset, since)
   WHERE c.dataset = k[0] AND c.since > k[1] AND c.since <= k[2]
+    AND (k[3] IS NULL OR split(c.origin, '@')[0] IN k[3])
   RETURN collect([k, i.ref, {_COPY}]) AS arrivals
 }}
 CALL () {{

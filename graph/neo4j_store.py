@@ -177,7 +177,7 @@ def _state_locks(keys: StateKeys) -> tuple[set[str], set[str]]:
 
 def _lock_params(request: Request) -> dict[str, list[str]]:
     datasets = {d for d, _ in request.flows} | {d for d, _ in request.uses}
-    datasets |= {d for d, _, _ in request.arrivals}
+    datasets |= {window[0] for window in request.arrivals}
     identifiers = request.identifiers | request.histories
     for pairs in (request.copies, request.carried, request.specific):
         identifiers |= {ref for ref, _ in pairs}
@@ -346,9 +346,10 @@ class Neo4jStore:
         if not request:
             return Facts()
         windows = {
-            (dataset, NO_LOWER_BOUND if after is None else after, upto): (dataset, after, upto)
-            for dataset, after, upto in request.arrivals
-        }
+            (dataset, NO_LOWER_BOUND if after is None else after, upto, purposes): (
+                dataset, after, upto, purposes)
+            for dataset, after, upto, purposes in request.arrivals
+        }  # fmt: skip
         params: dict[str, Any] = {
             "state": _state_params(request.state or StateKeys()),
             "identifiers": sorted(request.identifiers),
@@ -357,7 +358,7 @@ class Neo4jStore:
             "specific": sorted(request.specific),
             "flows": sorted(request.flows),
             "uses": sorted(request.uses),
-            "arrivals": sorted(windows),
+            "arrivals": sorted(windows, key=repr),
             "histories": sorted(request.histories),
             "alerts": sorted(request.alerts),
         }
@@ -383,7 +384,8 @@ class Neo4jStore:
             for dataset, since, to, job, at, eid in rows:
                 into.setdefault((dataset, since), []).append(FirstRun(to, job, Run(at, eid)))
         for key, ref, fields in r["arrivals"]:
-            window: Window = windows[(key[0], key[1], key[2])]
+            purposes = tuple(key[3]) if key[3] is not None else None
+            window: Window = windows[(key[0], key[1], key[2], purposes)]
             facts.arrivals.setdefault(window, []).append(_copy(ref, fields))
         for ref, collections, copies, alert_ids in r["histories"]:
             facts.histories[ref] = History(

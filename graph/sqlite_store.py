@@ -13,6 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any, TypeVar, cast
 
 from graph.store import GraphSnapshot
@@ -31,29 +32,29 @@ from lineage.model import (
     UseEdge,
 )
 from lineage.planner import FactRows, NodeState, State, StateKeys
-from lineage.ports import Facts, FirstRun, History, Request, Writes
+from lineage.ports import Facts, FirstRun, History, Request, Window, Writes
 from lineage.report import Tally, route_of
 from runtime.faults import fault_point
 
 T = TypeVar("T")
 
-FORMAT = 4
+FORMAT = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS identifiers (
-    ref TEXT PRIMARY KEY, category TEXT NOT NULL, display TEXT) WITHOUT ROWID;
+    id INTEGER PRIMARY KEY, ref TEXT NOT NULL UNIQUE, category TEXT NOT NULL, display TEXT);
 CREATE TABLE IF NOT EXISTS subjects (
-    ref TEXT NOT NULL, subject TEXT NOT NULL, PRIMARY KEY (ref, subject)) WITHOUT ROWID;
+    ident INTEGER NOT NULL, subject TEXT NOT NULL, PRIMARY KEY (ident, subject)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS erasures (
-    ref TEXT NOT NULL, at INTEGER NOT NULL, event_id TEXT NOT NULL,
-    PRIMARY KEY (ref, at)) WITHOUT ROWID;
+    ident INTEGER NOT NULL, at INTEGER NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (ident, at)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS datasets (
     key TEXT PRIMARY KEY, system TEXT NOT NULL, name TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (name TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS collections (
-    ref TEXT NOT NULL, dataset TEXT NOT NULL, purpose TEXT NOT NULL, at INTEGER NOT NULL,
-    event_id TEXT NOT NULL, PRIMARY KEY (ref, dataset, purpose, at, event_id)) WITHOUT ROWID;
+    ident INTEGER NOT NULL, dataset TEXT NOT NULL, purpose TEXT NOT NULL, at INTEGER NOT NULL,
+    event_id TEXT NOT NULL, PRIMARY KEY (ident, dataset, purpose, at, event_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS edges (
     kind TEXT NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL, job TEXT NOT NULL,
     PRIMARY KEY (kind, a, b, job)) WITHOUT ROWID;
@@ -62,25 +63,26 @@ CREATE TABLE IF NOT EXISTS runs (
     at INTEGER NOT NULL, event_id TEXT NOT NULL,
     PRIMARY KEY (kind, a, b, job, at, event_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS carried (
-    ref TEXT NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL, job TEXT NOT NULL,
+    ident INTEGER NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL, job TEXT NOT NULL,
     at INTEGER NOT NULL, event_id TEXT NOT NULL,
-    PRIMARY KEY (ref, source, target, job, at, event_id)) WITHOUT ROWID;
+    PRIMARY KEY (ident, source, target, job, at, event_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS specific (
-    ref TEXT NOT NULL, dataset TEXT NOT NULL, purpose TEXT NOT NULL, job TEXT NOT NULL,
+    ident INTEGER NOT NULL, dataset TEXT NOT NULL, purpose TEXT NOT NULL, job TEXT NOT NULL,
     at INTEGER NOT NULL, event_id TEXT NOT NULL,
-    PRIMARY KEY (ref, dataset, purpose, job, at, event_id)) WITHOUT ROWID;
+    PRIMARY KEY (ident, dataset, purpose, job, at, event_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS copies (
-    ref TEXT NOT NULL, dataset TEXT NOT NULL, origin TEXT NOT NULL, epoch INTEGER NOT NULL,
+    ident INTEGER NOT NULL, dataset TEXT NOT NULL, origin TEXT NOT NULL, epoch INTEGER NOT NULL,
     since INTEGER NOT NULL, hops INTEGER NOT NULL, event_id TEXT NOT NULL,
-    source TEXT, job TEXT, PRIMARY KEY (ref, dataset, origin, epoch)) WITHOUT ROWID;
+    source TEXT, job TEXT, PRIMARY KEY (ident, dataset, origin, epoch)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS copies_arrival ON copies (dataset, since);
 CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL UNIQUE, ref TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL UNIQUE, ident INTEGER,
     revision INTEGER NOT NULL, status TEXT NOT NULL, occurred_at TEXT NOT NULL,
     rule TEXT NOT NULL, category TEXT NOT NULL, route TEXT NOT NULL, body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS alerts_ref ON alerts (ref);
+CREATE INDEX IF NOT EXISTS alerts_ident ON alerts (ident);
 CREATE INDEX IF NOT EXISTS alerts_time ON alerts (status, occurred_at, alert_id);
-CREATE INDEX IF NOT EXISTS alerts_tally ON alerts (status, category, ref, rule, occurred_at, route);
+CREATE INDEX IF NOT EXISTS alerts_tally ON alerts (
+    status, category, ident, rule, occurred_at, route);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL UNIQUE,
     revision INTEGER NOT NULL);
@@ -91,20 +93,33 @@ PROJECTION_TABLES = (
     "carried", "specific", "copies", "alerts", "outbox",
 )  # fmt: skip
 
-_COPY = "ref, dataset, origin, epoch, since, hops, event_id, source, job"
+_COPY_FIELDS = "dataset, origin, epoch, since, hops, event_id, source, job"
+_COPY = f"ident, {_COPY_FIELDS}"
 _COPY_C = ", ".join(f"c.{c.strip()}" for c in _COPY.split(","))
+#: A copy row led by its identifier's ref, from ``copies c JOIN identifiers i``.
+_COPY_REF = "i.ref, " + ", ".join(f"c.{c.strip()}" for c in _COPY_FIELDS.split(","))
 #: Keys per statement of a batched read (SQLite allows 32,766 parameters per statement).
 CHUNK = 500
 
 
-def _copy(row: Sequence[Any]) -> Copy:
-    ref, dataset, origin, epoch, since, hops, event_id, source, job = row
+def _copy(ref: str, row: Sequence[Any]) -> Copy:
+    """A copy from a ``_COPY`` row whose first column (identifier id or ref) is ``ref``."""
+    _, dataset, origin, epoch, since, hops, event_id, source, job = row
     return Copy(ref, dataset, Origin.parse(origin), since, event_id, source, job, hops, epoch)
 
 
-def _copy_row(c: Copy) -> tuple[Any, ...]:
-    return (c.identifier, c.dataset, c.origin.key, c.epoch, c.since, c.hops, c.event_id,
+def _copy_row(ident: int, c: Copy) -> tuple[Any, ...]:
+    return (ident, c.dataset, c.origin.key, c.epoch, c.since, c.hops, c.event_id,
             c.source, c.job)  # fmt: skip
+
+
+def _refs_of(pairs: Iterable[tuple[Any, ...]]) -> Iterator[str]:
+    return (pair[0] for pair in pairs)
+
+
+def _by_id(keys: Iterable[tuple[Any, ...]], ids: dict[str, int]) -> list[tuple[Any, ...]]:
+    """Keys led by an identifier ref, led by its row id instead (unknown refs have no rows)."""
+    return [(ids[key[0]], *key[1:]) for key in keys if key[0] in ids]
 
 
 class SqliteStore:
@@ -114,6 +129,9 @@ class SqliteStore:
         if isinstance(db, str):
             db = sqlite3.connect(db, isolation_level=None)
         self._db = db
+        # ref -> row id of identifiers seen in the open transaction (ids are only assigned,
+        # never changed, so within one transaction the map cannot go stale).
+        self._known: dict[str, int] = {}
         try:
             if create:
                 self._db.executescript(SCHEMA)
@@ -140,6 +158,8 @@ class SqliteStore:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        finally:
+            self._known.clear()
         return result
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -160,65 +180,126 @@ class SqliteStore:
             params = [v for item in chunk for v in item]
             yield from self._db.execute(f"WITH k({names}) AS (VALUES {values}) {sql}", params)
 
+    def _ids(self, refs: Iterable[str]) -> dict[str, int]:
+        """The row id of each known identifier among ``refs``. Every other table is keyed by
+        it rather than by the ref (a keyed hash): ids grow with arrival, so the rows of new
+        identifiers append at the end of each B-tree instead of dirtying a random page each."""
+        known = self._known
+        wanted = {r for r in refs if r not in known}
+        found: dict[str, int] = {
+            ref: ident
+            for ref, ident in self._keyed(
+                ((r,) for r in wanted),
+                1,
+                "SELECT k.c0, i.id FROM k JOIN identifiers i ON i.ref = k.c0",
+            )
+        }
+        if self._db.in_transaction:
+            known.update(found)
+            return known
+        return found  # fmt: skip
+
     def fetch(self, request: Request) -> Facts:
         facts = Facts()
-        facts.identifiers = self._nodes(request.identifiers)
-        for r in self._keyed(request.copies, 2, f"SELECT {_COPY_C} FROM k JOIN copies c "
-                             "ON c.ref = k.c0 AND c.dataset = k.c1"):
-            facts.copies.setdefault((r[0], r[1]), []).append(_copy(r))
-        for r in self._keyed(request.carried, 2, "SELECT c.ref, c.source, c.target, c.job, "
-                             "c.at, c.event_id FROM k JOIN carried c "
-                             "ON c.ref = k.c0 AND c.source = k.c1"):
-            facts.carried.setdefault((r[0], r[1]), []).append(CarriedFlow(*r))
-        for r in self._keyed(request.specific, 2, "SELECT c.ref, c.dataset, c.purpose, c.job, "
-                             "c.at, c.event_id FROM k JOIN specific c "
-                             "ON c.ref = k.c0 AND c.dataset = k.c1"):
-            facts.specific.setdefault((r[0], r[1]), []).append(
-                SpecificUse(r[0], r[1], r[3], r[2], r[4], r[5]))
+        state = request.state or StateKeys()
+        state_refs = chain(state.identifiers, _refs_of(state.collections),
+                           _refs_of(state.carried), _refs_of(state.specific))  # fmt: skip
+        ids = self._ids(
+            chain(
+                request.identifiers,
+                _refs_of(request.copies),
+                _refs_of(request.carried),
+                _refs_of(request.specific),
+                request.histories,
+                state_refs,
+            )
+        )
+        refs = {i: r for r, i in ids.items()}
+        facts.identifiers = self._nodes(request.identifiers, ids)
+        for r in self._keyed(
+            _by_id(request.copies, ids),
+            2,
+            f"SELECT {_COPY_C} FROM k JOIN copies c ON c.ident = k.c0 AND c.dataset = k.c1",
+        ):
+            ref = refs[r[0]]
+            facts.copies.setdefault((ref, r[1]), []).append(_copy(ref, r))
+        for r in self._keyed(
+            _by_id(request.carried, ids),
+            2,
+            "SELECT c.ident, c.source, "
+            "c.target, c.job, c.at, c.event_id FROM k JOIN carried c "
+            "ON c.ident = k.c0 AND c.source = k.c1",
+        ):
+            ref = refs[r[0]]
+            facts.carried.setdefault((ref, r[1]), []).append(CarriedFlow(ref, *r[1:]))
+        for r in self._keyed(
+            _by_id(request.specific, ids),
+            2,
+            "SELECT c.ident, c.dataset, "
+            "c.purpose, c.job, c.at, c.event_id FROM k JOIN specific c "
+            "ON c.ident = k.c0 AND c.dataset = k.c1",
+        ):
+            ref = refs[r[0]]
+            facts.specific.setdefault((ref, r[1]), []).append(
+                SpecificUse(ref, r[1], r[3], r[2], r[4], r[5])
+            )
         facts.flows = self._first_runs("flow", request.flows)
         facts.uses = self._first_runs("use", request.uses)
         for window in request.arrivals:
-            dataset, after, upto = window
-            low = after if after is not None else -(2**62)
-            facts.arrivals[window] = [
-                _copy(r) for r in self._q(
-                    f"SELECT {_COPY} FROM copies WHERE dataset = ? AND since > ? AND since <= ?",
-                    (dataset, low, upto))
-            ]
-        facts.histories = self._histories(request.histories)
-        for aid, body in self._keyed(((a,) for a in request.alerts), 1,
-                                     "SELECT a.alert_id, a.body FROM k JOIN alerts a "
-                                     "ON a.alert_id = k.c0"):
+            facts.arrivals[window] = self._arrivals(window)
+        facts.histories = self._histories(request.histories, ids)
+        for aid, body in self._keyed(
+            ((a,) for a in request.alerts),
+            1,
+            "SELECT a.alert_id, a.body FROM k JOIN alerts a ON a.alert_id = k.c0",
+        ):
             facts.alerts[aid] = Alert.model_validate_json(body)
         if request.state is not None:
-            facts.state = self._state(request.state)
+            facts.state = self._state(request.state, ids)
         return facts  # fmt: skip
 
-    def _nodes(self, refs: Iterable[str]) -> dict[str, IdentifierNode]:
-        keys = [(r,) for r in refs]
-        found = {
-            ref: (category, display)
-            for ref, category, display in self._keyed(
-                keys, 1, "SELECT i.ref, i.category, i.display FROM k JOIN identifiers i "
-                "ON i.ref = k.c0")
-        }  # fmt: skip
-        if not found:
+    def _arrivals(self, window: Window) -> list[Copy]:
+        """One index range on (dataset, since); the origin filter runs in SQLite, so copies a
+        use cannot violate never become Python objects."""
+        dataset, after, upto, purposes = window
+        params: list[Any] = [dataset, after if after is not None else -(2**62), upto]
+        sql = (
+            f"SELECT {_COPY_REF} FROM copies c JOIN identifiers i ON i.id = c.ident "
+            "WHERE c.dataset = ? AND c.since > ? AND c.since <= ?"
+        )
+        if purposes is not None:
+            if not purposes:
+                return []
+            marks = ", ".join("?" for _ in purposes)
+            sql += f" AND substr(c.origin, 1, instr(c.origin, '@') - 1) IN ({marks})"
+            params.extend(purposes)
+        return [_copy(r[0], r) for r in self._q(sql, params)]
+
+    def _nodes(self, refs: Iterable[str], ids: dict[str, int]) -> dict[str, IdentifierNode]:
+        keys = [(ids[r],) for r in refs if r in ids]
+        if not keys:
             return {}
-        subjects: dict[str, set[str]] = {}
-        for ref, subject in self._keyed(
-            keys, 1, "SELECT s.ref, s.subject FROM k JOIN subjects s ON s.ref = k.c0"
+        found = {
+            ident: (ref, category, display)
+            for ident, ref, category, display in self._keyed(
+                keys, 1, "SELECT i.id, i.ref, i.category, i.display FROM k JOIN identifiers i "
+                "ON i.id = k.c0")
+        }  # fmt: skip
+        subjects: dict[int, set[str]] = {}
+        for ident, subject in self._keyed(
+            keys, 1, "SELECT s.ident, s.subject FROM k JOIN subjects s ON s.ident = k.c0"
         ):
-            subjects.setdefault(ref, set()).add(subject)
-        erasures: dict[str, list[int]] = {}
-        for ref, at in self._keyed(
-            keys, 1, "SELECT e.ref, e.at FROM k JOIN erasures e ON e.ref = k.c0"
+            subjects.setdefault(ident, set()).add(subject)
+        erasures: dict[int, list[int]] = {}
+        for ident, at in self._keyed(
+            keys, 1, "SELECT e.ident, e.at FROM k JOIN erasures e ON e.ident = k.c0"
         ):
-            erasures.setdefault(ref, []).append(at)
+            erasures.setdefault(ident, []).append(at)
         return {
             ref: IdentifierNode(ref, cast(Category, category), display,
-                                frozenset(subjects.get(ref, ())),
-                                tuple(sorted(erasures.get(ref, ()))))
-            for ref, (category, display) in found.items()
+                                frozenset(subjects.get(ident, ())),
+                                tuple(sorted(erasures.get(ident, ()))))
+            for ident, (ref, category, display) in found.items()
         }  # fmt: skip
 
     def _first_runs(
@@ -239,22 +320,28 @@ class SqliteStore:
             found.setdefault((dataset, since), []).append(FirstRun(b, job, Run(at, eid)))
         return found
 
-    def _histories(self, refs: Iterable[str]) -> dict[str, History]:
-        keys = [(r,) for r in refs]
-        collections: dict[str, list[Collection]] = {r: [] for (r,) in keys}
-        copies: dict[str, list[Copy]] = {r: [] for (r,) in keys}
-        alert_ids: dict[str, list[str]] = {r: [] for (r,) in keys}
-        for r in self._keyed(keys, 1, "SELECT c.ref, c.dataset, c.purpose, c.at, c.event_id "
-                             "FROM k JOIN collections c ON c.ref = k.c0"):
-            collections[r[0]].append(Collection(*r))
-        for r in self._keyed(keys, 1, f"SELECT {_COPY_C} FROM k JOIN copies c ON c.ref = k.c0"):
-            copies[r[0]].append(_copy(r))
-        for ref, aid in self._keyed(keys, 1, "SELECT a.ref, a.alert_id FROM k JOIN alerts a "
-                                    "ON a.ref = k.c0"):
-            alert_ids[ref].append(aid)
+    def _histories(self, wanted: Iterable[str], ids: dict[str, int]) -> dict[str, History]:
+        collections: dict[str, list[Collection]] = {r: [] for r in wanted}
+        copies: dict[str, list[Copy]] = {r: [] for r in collections}
+        alert_ids: dict[str, list[str]] = {r: [] for r in collections}
+        refs = {ids[r]: r for r in collections if r in ids}
+        keys = [(ident,) for ident in refs]
+        for r in self._keyed(
+            keys,
+            1,
+            "SELECT c.ident, c.dataset, c.purpose, c.at, c.event_id "
+            "FROM k JOIN collections c ON c.ident = k.c0",
+        ):
+            collections[refs[r[0]]].append(Collection(refs[r[0]], *r[1:]))
+        for r in self._keyed(keys, 1, f"SELECT {_COPY_C} FROM k JOIN copies c ON c.ident = k.c0"):
+            copies[refs[r[0]]].append(_copy(refs[r[0]], r))
+        for ident, aid in self._keyed(
+            keys, 1, "SELECT a.ident, a.alert_id FROM k JOIN alerts a ON a.ident = k.c0"
+        ):
+            alert_ids[refs[ident]].append(aid)
         return {
             ref: History(tuple(collections[ref]), tuple(copies[ref]), tuple(alert_ids[ref]))
-            for (ref,) in keys
+            for ref in collections
         }  # fmt: skip
 
     def _present(self, keys: Iterable[tuple[Any, ...]], table: str, columns: str) -> set[Any]:
@@ -264,27 +351,45 @@ class SqliteStore:
         return {tuple(r) for r in self._keyed(
             keys, len(names), f"SELECT {select} FROM k JOIN {table} t ON {on}")}  # fmt: skip
 
-    def _state(self, keys: StateKeys) -> State:
+    def _present_of(
+        self, keys: Iterable[tuple[Any, ...]], ids: dict[str, int], table: str, columns: str
+    ) -> set[Any]:
+        """``_present`` for keys that start with an identifier ref (the table: its id)."""
+        refs = {i: r for r, i in ids.items()}
+        found = self._present(_by_id(keys, ids), table, columns)
+        return {(refs[key[0]], *key[1:]) for key in found}
+
+    def _state(self, keys: StateKeys, ids: dict[str, int]) -> State:
         state = State()
-        for ref, node in self._nodes(keys.identifiers).items():
+        for ref, node in self._nodes(keys.identifiers, ids).items():
             state.identifiers[ref] = NodeState(set(node.erasures), set(node.subjects))
-        state.datasets = {k for (k,) in self._present(((d,) for d in keys.datasets),
-                                                      "datasets", "key")}
+        state.datasets = {
+            k for (k,) in self._present(((d,) for d in keys.datasets), "datasets", "key")
+        }
         state.jobs = {j for (j,) in self._present(((j,) for j in keys.jobs), "jobs", "name")}
-        state.collections = self._present(keys.collections, "collections",
-                                          "ref, dataset, purpose, at, event_id")
-        state.carried = self._present(keys.carried, "carried",
-                                      "ref, source, target, job, at, event_id")
-        state.specific = self._present(keys.specific, "specific",
-                                       "ref, dataset, purpose, job, at, event_id")
+        state.collections = self._present_of(
+            keys.collections, ids, "collections", "ident, dataset, purpose, at, event_id"
+        )
+        state.carried = self._present_of(
+            keys.carried, ids, "carried", "ident, source, target, job, at, event_id"
+        )
+        state.specific = self._present_of(
+            keys.specific, ids, "specific", "ident, dataset, purpose, job, at, event_id"
+        )
         edges = {key[:4] for key in keys.runs}
         state.edges = self._present(edges, "edges", "kind, a, b, job")
         state.runs = self._present(keys.runs, "runs", "kind, a, b, job, at, event_id")
         absent = [key for key in keys.runs if key not in state.runs]
-        for key, previous in zip(absent, self._keyed(
-            absent, 6, "SELECT (SELECT max(r.at) FROM runs r WHERE r.kind = k.c0 AND "
-            "r.a = k.c1 AND r.b = k.c2 AND r.job = k.c3 AND r.at < k.c4) FROM k"
-        ), strict=True):
+        for key, previous in zip(
+            absent,
+            self._keyed(
+                absent,
+                6,
+                "SELECT (SELECT max(r.at) FROM runs r WHERE r.kind = k.c0 AND "
+                "r.a = k.c1 AND r.b = k.c2 AND r.job = k.c3 AND r.at < k.c4) FROM k",
+            ),
+            strict=True,
+        ):
             state.previous[key] = previous[0]
         return state  # fmt: skip
 
@@ -294,33 +399,50 @@ class SqliteStore:
         try:
             if writes.facts:
                 self._write_facts(writes.facts)
-            db.executemany("DELETE FROM copies WHERE ref = ?", [(r,) for r in writes.dropped])
+            ids = self._ids(
+                chain(
+                    writes.dropped,
+                    (c.identifier for c in writes.copies),
+                    (a.identifier for a in writes.alerts),
+                )
+            )
+            db.executemany(
+                "DELETE FROM copies WHERE ident = ?",
+                [(ids[r],) for r in writes.dropped if r in ids],
+            )
             db.executemany(
                 f"INSERT INTO copies ({_COPY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (ref, dataset, origin, epoch) DO UPDATE SET since = excluded.since, "
-                "hops = excluded.hops, event_id = excluded.event_id, source = excluded.source, "
-                "job = excluded.job WHERE (excluded.since, excluded.hops, excluded.event_id) "
+                "ON CONFLICT (ident, dataset, origin, epoch) DO UPDATE SET "
+                "since = excluded.since, hops = excluded.hops, event_id = excluded.event_id, "
+                "source = excluded.source, job = excluded.job "
+                "WHERE (excluded.since, excluded.hops, excluded.event_id) "
                 "<= (copies.since, copies.hops, copies.event_id)",
-                [_copy_row(c) for c in writes.copies],
+                [_copy_row(ids[c.identifier], c) for c in writes.copies],
             )
-            self._put_alerts(writes.alerts)
+            self._put_alerts(writes.alerts, ids)
         except sqlite3.Error as exc:
-            raise StoreError(f"projection write failed: {exc}") from exc
+            raise StoreError(f"projection write failed: {exc}") from exc  # fmt: skip
 
     def _write_facts(self, rows: FactRows) -> None:
         db = self._db
+        db.executemany(
+            "INSERT OR IGNORE INTO identifiers (ref, category, display) VALUES (?, ?, ?)",
+            [(r["ref"], r["category"], r["display"]) for r in rows.identifiers],
+        )
         plain: list[tuple[str, str, list[dict[str, Any]]]] = [
-            ("identifiers", "ref, category, display", rows.identifiers),
-            ("subjects", "ref, subject", rows.subjects),
-            ("erasures", "ref, at, event_id", rows.erasures),
             ("datasets", "key, system, name", rows.datasets),
             ("jobs", "name", rows.jobs),
-            ("collections", "ref, dataset, purpose, at, event_id", rows.collections),
             ("edges", "kind, a, b, job", rows.edges),
             ("runs", "kind, a, b, job, at, event_id", rows.runs),
+        ]
+        keyed: list[tuple[str, str, list[dict[str, Any]]]] = [
+            ("subjects", "ref, subject", rows.subjects),
+            ("erasures", "ref, at, event_id", rows.erasures),
+            ("collections", "ref, dataset, purpose, at, event_id", rows.collections),
             ("carried", "ref, source, target, job, at, event_id", rows.carried),
             ("specific", "ref, dataset, purpose, job, at, event_id", rows.specific),
         ]
+        ids = self._ids(r["ref"] for _, _, items in keyed for r in items)
         # The small dataset/job graph (``edges()``) also names datasets linked only by flows or
         # uses of listed identifiers: one row per (source, target, job), not per event.
         db.executemany(
@@ -331,27 +453,32 @@ class SqliteStore:
             "INSERT OR IGNORE INTO edges (kind, a, b, job) VALUES ('specific', ?, ?, ?)",
             {(r["dataset"], r["purpose"], r["job"]) for r in rows.specific},
         )
-        for table, columns, items in plain:
+        for table, columns, items in plain + keyed:
             if not items:
                 continue
             names = [c.strip() for c in columns.split(",")]
             marks = ", ".join("?" for _ in names)
-            db.executemany(
-                f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})",
-                [tuple(item[n] for n in names) for item in items],
-            )
+            values = [tuple(item[n] for n in names) for item in items]
+            if names[0] == "ref":
+                columns = "ident" + columns[3:]
+                values = [(ids[v[0]], *v[1:]) for v in values]
+            db.executemany(f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})", values)
 
-    def _put_alerts(self, alerts: Sequence[Alert]) -> None:
+    def _put_alerts(self, alerts: Sequence[Alert], ids: dict[str, int]) -> None:
         """Upsert keeping the higher revision; what was written enters the outbox. The
-        columns beside the JSON body are what ``tally`` aggregates without parsing it."""
+        columns beside the JSON body are what ``tally`` aggregates without parsing it.
+        ``ident`` is null only for an alert withdrawn by a rebuild that no longer holds its
+        identifier (``replay --until`` before its collection)."""
         self._db.executemany(
-            "INSERT INTO alerts (alert_id, ref, revision, status, occurred_at, rule, category, "
-            "route, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET "
+            "INSERT INTO alerts (alert_id, ident, revision, status, occurred_at, rule, "
+            "category, route, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (alert_id) DO UPDATE SET "
             "revision = excluded.revision, status = excluded.status, "
             "occurred_at = excluded.occurred_at, route = excluded.route, body = excluded.body "
             "WHERE excluded.revision > alerts.revision",
-            [(a.alert_id, a.identifier, a.revision, a.status, a.occurred_at.isoformat(), a.rule,
-              a.category, json.dumps(route_of(a)), a.model_dump_json()) for a in alerts],
+            [(a.alert_id, ids.get(a.identifier), a.revision, a.status, a.occurred_at.isoformat(),
+              a.rule, a.category, json.dumps(route_of(a)), a.model_dump_json())
+             for a in alerts],
         )  # fmt: skip
         self._db.executemany(
             "INSERT OR REPLACE INTO outbox (alert_id, revision) SELECT alert_id, revision "
@@ -384,10 +511,12 @@ class SqliteStore:
         """Joins an open transaction (the service piggybacks marks on the next batch)."""
         if not alerts:
             return
-        self.atomically(lambda: self._db.executemany(
+        self.atomically(
+            lambda: self._db.executemany(
                 "DELETE FROM outbox WHERE alert_id = ? AND revision = ?",
                 [(a.alert_id, a.revision) for a in alerts],
-            ))
+            )
+        )
 
     def counts(self) -> dict[str, int]:
         return {t: int(self._q(f"SELECT count(*) FROM {t}")[0][0]) for t in PROJECTION_TABLES}
@@ -408,24 +537,27 @@ class SqliteStore:
                 "SELECT at, event_id FROM runs WHERE kind = ? AND a = ? AND b = ? AND job = ? "
                 "ORDER BY at, event_id", (kind, a, b, job)))  # fmt: skip
 
-        refs = [r for (r,) in self._q("SELECT ref FROM identifiers")]
+        ids = dict(self._q("SELECT ref, id FROM identifiers"))
         edges = self._q("SELECT kind, a, b, job FROM edges")
+        join = "c JOIN identifiers i ON i.id = c.ident"
         return GraphSnapshot(
-            identifiers=frozenset(self._nodes(refs).values()),
+            identifiers=frozenset(self._nodes(ids, ids).values()),
             datasets=frozenset(tuple(r) for r in self._q("SELECT key, system, name FROM datasets")),
             jobs=frozenset(j for (j,) in self._q("SELECT name FROM jobs")),
             collections=frozenset(Collection(*r) for r in self._q(
-                "SELECT ref, dataset, purpose, at, event_id FROM collections")),
+                f"SELECT i.ref, c.dataset, c.purpose, c.at, c.event_id FROM collections {join}")),
             flows=frozenset(FlowEdge(a, b, job, runs(k, a, b, job))
                             for k, a, b, job in edges if k == "flow"),
             uses=frozenset(UseEdge(a, job, b, runs(k, a, b, job))
                            for k, a, b, job in edges if k == "use"),
             carried=frozenset(CarriedFlow(*r) for r in self._q(
-                "SELECT ref, source, target, job, at, event_id FROM carried")),
+                f"SELECT i.ref, c.source, c.target, c.job, c.at, c.event_id FROM carried {join}")),
             specific_uses=frozenset(
                 SpecificUse(r[0], r[1], r[3], r[2], r[4], r[5]) for r in self._q(
-                "SELECT ref, dataset, purpose, job, at, event_id FROM specific")),
-            copies=frozenset(_copy(r) for r in self._q(f"SELECT {_COPY} FROM copies")),
+                f"SELECT i.ref, c.dataset, c.purpose, c.job, c.at, c.event_id "
+                f"FROM specific {join}")),
+            copies=frozenset(_copy(r[0], r) for r in self._q(
+                f"SELECT {_COPY_REF} FROM copies {join}")),
             alerts=frozenset(a for (a,) in self._q(
                 "SELECT alert_id FROM alerts WHERE status = 'active'")),
         )  # fmt: skip
@@ -439,22 +571,24 @@ class SqliteStore:
         if not counted.alerts:
             return counted
         counted.identifiers_by_category = dict(
-            self._q(f"SELECT category, count(DISTINCT ref) {active} GROUP BY category"))
+            self._q(f"SELECT category, count(DISTINCT ident) {active} GROUP BY category")
+        )
         first, last = self._q(f"SELECT min(occurred_at), max(occurred_at) {active}")[0]
-        counted.first, counted.last = (datetime.fromisoformat(first),
-                                       datetime.fromisoformat(last))
+        counted.first, counted.last = (datetime.fromisoformat(first), datetime.fromisoformat(last))
         counted.by_rule = dict(self._q(f"SELECT rule, count(*) {active} GROUP BY rule"))
-        counted.by_year = dict(self._q(
-            f"SELECT substr(occurred_at, 1, 4), count(*) {active} GROUP BY 1"))
+        counted.by_year = dict(
+            self._q(f"SELECT substr(occurred_at, 1, 4), count(*) {active} GROUP BY 1")
+        )
         counted.routes = {
             tuple((d, j) for d, j in json.loads(route)): n
             for route, n in self._q(f"SELECT route, count(*) {active} GROUP BY route")
         }
         (counted.people,) = self._q(
-            "SELECT count(*) FROM (SELECT s.subject FROM subjects s WHERE s.ref IN "
-            f"(SELECT ref {active}) UNION SELECT 'identifier:' || a.ref FROM alerts a "
-            "WHERE a.status = 'active' AND NOT EXISTS "
-            "(SELECT 1 FROM subjects s WHERE s.ref = a.ref))")[0]
+            "SELECT count(*) FROM (SELECT s.subject FROM subjects s WHERE s.ident IN "
+            f"(SELECT ident {active}) UNION SELECT 'identifier:' || i.ref FROM alerts a "
+            "JOIN identifiers i ON i.id = a.ident WHERE a.status = 'active' AND NOT EXISTS "
+            "(SELECT 1 FROM subjects s WHERE s.ident = a.ident))"
+        )[0]
         return counted  # fmt: skip
 
     # -- rebuilding from the log -------------------------------------------------------
@@ -466,6 +600,7 @@ class SqliteStore:
             "CREATE TABLE IF NOT EXISTS previous_alerts AS "
             "SELECT alert_id, revision, status, body FROM alerts"
         )
+        self._known.clear()
         for table in PROJECTION_TABLES:
             db.execute(f"DROP TABLE IF EXISTS {table}")
         for statement in SCHEMA.split(";"):
@@ -502,8 +637,10 @@ class SqliteStore:
         )
         for (old_body,) in gone:
             old = Alert.model_validate_json(old_body)
-            self._put_alerts([old.model_copy(update={"status": "withdrawn",
-                                                     "revision": old.revision + 1})])  # fmt: skip
+            gone_alert = old.model_copy(
+                update={"status": "withdrawn", "revision": old.revision + 1}
+            )
+            self._put_alerts([gone_alert], self._ids([old.identifier]))  # fmt: skip
         db.execute("DROP TABLE previous_alerts")
         self.set_meta("replaying", None)
         self.set_meta("format", str(FORMAT))
@@ -523,4 +660,3 @@ class SqliteStore:
 
     def close(self) -> None:
         """The connection belongs to whoever opened it (the event log, in embedded mode)."""
-

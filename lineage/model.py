@@ -25,6 +25,7 @@ class Origin:
 
     def __post_init__(self) -> None:
         # Computed once and interned: millions of copies share a handful of origins.
+        # Stores filter on the part before the first '@' (purpose keys never contain one).
         object.__setattr__(self, "key", sys.intern(f"{self.purpose}@{self.dataset}"))
 
     @classmethod

@@ -35,6 +35,7 @@ class Policy:
         self.rules = tuple(rules)
         self.taxonomy = taxonomy
         self._verdicts: dict[tuple[str, str], tuple[Rule, ...]] = {}
+        self._violating: dict[str, tuple[str, ...]] = {}
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], taxonomy: PurposeTaxonomy) -> Policy:
@@ -71,6 +72,16 @@ class Policy:
                 and any(u in use_chain for u in rule.forbidden_uses)
             )
             self._verdicts[pair] = found
+        return found
+
+    def violating_origins(self, use_purpose: str) -> tuple[str, ...]:
+        """Every origin purpose a use for ``use_purpose`` violates, sorted: a whole-dataset
+        use reads only copies of these origins (often none: no read at all)."""
+        found = self._violating.get(use_purpose)
+        if found is None:
+            found = self._violating[use_purpose] = tuple(
+                sorted(p.key for p in self.taxonomy if self.violated(p.key, use_purpose))
+            )
         return found
 
     def is_tracked_origin(self, purpose: str) -> bool:

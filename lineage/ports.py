@@ -29,7 +29,9 @@ T = TypeVar("T")
 
 Pair = tuple[str, str]  # (identifier, dataset)
 Since = tuple[str, int]  # (dataset, time)
-Window = tuple[str, int | None, int]  # (dataset, after, upto]; after None = -inf
+#: Copies that arrived in a dataset in (after, upto] (after None = -inf) whose origin purpose
+#: is one of ``purposes`` (None = any): a use reads only the origins it could violate.
+Window = tuple[str, int | None, int, tuple[str, ...] | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,8 +255,14 @@ class PropagationPass:
             match change.mutation:
                 case AddCollection(collection=c):
                     request.identifiers.add(c.identifier)
-                case AddFlowRun(source=dataset, run=run) | AddUseRun(dataset=dataset, run=run):
-                    windows[change] = (dataset, change.previous_run, run.at)
+                case AddFlowRun(source=dataset, run=run):
+                    windows[change] = (dataset, change.previous_run, run.at, None)
+                case AddUseRun(dataset=dataset, purpose=purpose, run=run):
+                    # A use only matters to copies whose origin it violates: a use of a whole
+                    # dataset of a million copies reads just those (often none).
+                    origins = self._policy.violating_origins(purpose)
+                    if origins:
+                        windows[change] = (dataset, change.previous_run, run.at, origins)
                 case AddCarriedFlow(flow=f):
                     request.identifiers.add(f.identifier)
                     request.copies.add((f.identifier, f.source))
@@ -265,11 +271,7 @@ class PropagationPass:
                     request.copies.add((u.identifier, u.dataset))
         request.arrivals = set(windows.values())
         reads.load(request)
-        arrived = {
-            c.identifier
-            for change, window in windows.items()
-            for c in self._arrived_copies(change, window)
-        }
+        arrived = {c.identifier for window in windows.values() for c in reads.arrivals(window)}
         reads.load(Request(identifiers=arrived))
 
         seeds: list[Copy] = []
@@ -289,10 +291,10 @@ class PropagationPass:
                     seeds.append(Copy(c.identifier, c.dataset, origin, c.at, c.event_id,
                                       epoch=epoch))  # fmt: skip
                 case AddFlowRun(target=target, job=job, run=run):
-                    for copy in self._arrived(windows[change], change):
+                    for copy in self._arrived(windows[change]):
                         seeds.append(self._hop(copy, target, job, run.at, run.event_id))
-                case AddUseRun(job=job, purpose=purpose, run=run):
-                    for copy in self._arrived(windows[change], change):
+                case AddUseRun(job=job, purpose=purpose, run=run) if change in windows:
+                    for copy in self._arrived(windows[change]):
                         self._check_use(copy, job, purpose, run.at, run.event_id)
                 case AddCarriedFlow(flow=f) if f.identifier not in recomputed:
                     limit_of = reads.erasures(f.identifier)
@@ -306,22 +308,12 @@ class PropagationPass:
                             self._check_use(copy, u.job, u.purpose, u.at, u.event_id)
         return seeds
 
-    def _arrived_copies(self, change: Change, window: Window) -> Iterable[Copy]:
-        """Stored copies a new whole-dataset run reaches. A use only matters to copies whose
-        origin it violates: a use of a whole dataset of a million copies must not load a
-        million identifiers to find that none of them is restricted."""
-        copies = self._reads.arrivals(window)
-        m = change.mutation
-        if isinstance(m, AddUseRun):
-            return [c for c in copies if self._policy.violated(c.origin.purpose, m.purpose)]
-        return copies
-
-    def _arrived(self, window: Window, change: Change) -> Iterable[Copy]:
-        """Of those, the ones still alive then (those changed in this pass are relaxed on
-        their own, against every run)."""
+    def _arrived(self, window: Window) -> Iterable[Copy]:
+        """Stored copies a new whole-dataset run reaches that were still alive then (those
+        changed in this pass are relaxed on their own, against every run)."""
         reads = self._reads
         at = window[2]
-        for copy in self._arrived_copies(change, window):
+        for copy in reads.arrivals(window):
             if not reads.overlaid(copy) and _within(
                 alive_until(reads.erasures(copy.identifier), copy.since), at
             ):

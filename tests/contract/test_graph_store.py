@@ -15,7 +15,7 @@ from lineage.alerts import Alert, EvidenceStep
 from lineage.events import Event, from_micros
 from lineage.model import CarriedFlow, Collection, Copy, Origin, Run, SpecificUse
 from lineage.policy import Policy
-from lineage.ports import FirstRun, Request, Writes
+from lineage.ports import FirstRun, Request, Window, Writes
 from lineage.projection import (
     AddCarriedFlow,
     AddCollection,
@@ -108,18 +108,42 @@ def test_every_collection_is_kept(store: GraphStore) -> None:
     assert sorted(history.collections, key=lambda c: c.at) == [early, late]
 
 
+def test_arrival_windows_filter_on_origin_purpose(store: GraphStore) -> None:
+    """A use reads only the origins it could violate; the filter is the store's."""
+    apply(store, [*basics(), PutIdentifier(B, "email", "b***@x.org")])
+    security = Copy(A, "auth:db", ORIGIN, 10, "c1")
+    newsletter = Copy(B, "auth:db", Origin("auth:db", f.NEWSLETTER), 12, "c2")
+    store.atomically(lambda: store.write(Writes(copies=[security, newsletter])))
+    windows: list[Window] = [
+        ("auth:db", None, 20, None),
+        ("auth:db", None, 20, (f.SECURITY,)),
+        ("auth:db", None, 20, (f.ADS, f.NEWSLETTER)),
+        ("auth:db", None, 20, ()),
+    ]
+    found = store.fetch(Request(arrivals=set(windows))).arrivals
+    assert [sorted(found.get(w, []), key=lambda c: c.since) for w in windows] == [
+        [security, newsletter],
+        [security],
+        [newsletter],
+        [],
+    ]
+
+
 def test_copies_keep_the_lowest_rank_and_answer_arrival_windows(store: GraphStore) -> None:
     apply(store, [*basics(), PutIdentifier(B, "email", "b***@x.org")])
     a_auth = Copy(A, "auth:db", ORIGIN, 10, "c1")
     b_auth = Copy(B, "auth:db", ORIGIN, 20, "c2")
     a_ads = Copy(A, "ads:t", ORIGIN, 15, "r15", "auth:db", "sync")
     store.atomically(lambda: store.write(Writes(copies=[a_auth, b_auth, a_ads])))
-    windows = store.fetch(
-        Request(arrivals={("auth:db", None, 20), ("auth:db", 10, 20), ("auth:db", 20, 99)})
-    ).arrivals
-    assert {c.identifier for c in windows[("auth:db", None, 20)]} == {A, B}
-    assert windows[("auth:db", 10, 20)] == [b_auth]
-    assert windows.get(("auth:db", 20, 99), []) == []
+    asked: set[Window] = {
+        ("auth:db", None, 20, None),
+        ("auth:db", 10, 20, None),
+        ("auth:db", 20, 99, None),
+    }
+    windows = store.fetch(Request(arrivals=asked)).arrivals
+    assert {c.identifier for c in windows[("auth:db", None, 20, None)]} == {A, B}
+    assert windows[("auth:db", 10, 20, None)] == [b_auth]
+    assert windows.get(("auth:db", 20, 99, None), []) == []
     improved = Copy(B, "auth:db", ORIGIN, 7, "c0")
     same_time_more_hops = Copy(B, "auth:db", ORIGIN, 7, "a", "x:y", "j", hops=1)
     store.atomically(lambda: store.write(Writes(copies=[improved])))

@@ -400,7 +400,7 @@ def test_copies_of_one_write_keep_the_lowest_rank_per_key(store: Neo4jStore) -> 
     assert store.fetch(Request(copies={(A, "auth:db")})).copies[(A, "auth:db")] == [
         Copy(A, "auth:db", origin, 30, "second")
     ]
-    window = ("auth:db", 20, 30)
+    window = ("auth:db", 20, 30, None)
     assert store.fetch(Request(arrivals={window})).arrivals[window] == [
         Copy(A, "auth:db", origin, 30, "second")
     ]

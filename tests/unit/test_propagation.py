@@ -66,8 +66,8 @@ def test_whole_dataset_flow_carries_what_the_source_held_then(policy: Policy) ->
     )
     assert [
         c.identifier
-        for c in store.fetch(Request(arrivals={("ads:t", None, 10**18)})).arrivals[
-            ("ads:t", None, 10**18)
+        for c in store.fetch(Request(arrivals={("ads:t", None, 10**18, None)})).arrivals[
+            ("ads:t", None, 10**18, None)
         ]
     ] == [f.ref("early").ref]
     tracker.apply([f.flowed("run2", "auth:db", "ads:t", 4)])
