@@ -6,27 +6,18 @@ What only the embedded mode has lives here: the format check (an older home is r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from itertools import islice
 from pathlib import Path
-from typing import TypeVar
 
 from graph.sqlite_store import FORMAT, SqliteStore
 from lineage.errors import ConfigurationError
 from lineage.events import from_micros, micros
 from lineage.tracker import Tracker
 from runtime import home as homes
+from runtime.batching import batched
 from runtime.settings import Settings
 from streams.local_log import LocalEventLog
-
-T = TypeVar("T")
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 class EmbeddedHome:
@@ -69,8 +60,8 @@ class EmbeddedHome:
         if until is None:
             return
         since = from_micros(int(until) + 1)
-        for chunk in batched(self.log.read(0, since, None), batch):
-            tracker.apply([event for _, event in chunk])
+        for chunk in batched((event for _, event in self.log.read(0, since, None)), batch):
+            tracker.apply(chunk)
         self.store.atomically(lambda: self.store.set_meta("partial_until", None))
 
     def replay(
@@ -89,8 +80,8 @@ class EmbeddedHome:
         if since is None:
             store.atomically(store.begin_rebuild)
         events = 0
-        for chunk in batched(self.log.read(0, since, until), batch):
-            tracker.apply([event for _, event in chunk])
+        for chunk in batched((event for _, event in self.log.read(0, since, until)), batch):
+            tracker.apply(chunk)
             events += len(chunk)
             if progress is not None:
                 progress(len(chunk))

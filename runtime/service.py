@@ -8,7 +8,6 @@ the outbox. Production (Kafka log): ingest only produces; the faust worker appli
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +23,8 @@ from lineage.inbound import InboundParser
 from lineage.report import ViolationReport, report_from
 from lineage.trace import Trace, build_trace
 from lineage.tracker import Tracker
+from runtime import batching
+from runtime.batching import Gauge
 from runtime.embedded import EmbeddedHome
 from runtime.faults import fault_point
 from runtime.recording import AppendOnly, AppendThenApply, InOneTransaction, Recording
@@ -33,7 +34,6 @@ from runtime.wiring import build_policy, build_pseudonymizer
 from streams.local_log import LocalEventLog
 from streams.log import Appended, EventLog
 
-BATCH = int(os.environ.get("LINEAGE_BATCH", "1000"))
 Progress = Callable[[int], None]
 
 
@@ -133,7 +133,7 @@ class LineageService:
             if not rebuilding:
                 home.check_format()
                 if writer:
-                    home.catch_up(tracker, BATCH)
+                    home.catch_up(tracker, batching.EVENTS)
                     service.publish()
         except BaseException:
             service.close()
@@ -154,7 +154,7 @@ class LineageService:
             return len(fresh)
         self.recording.flush()
         delivered = 0
-        while batch := self.store.unpublished_alerts(BATCH):
+        while batch := self.store.unpublished_alerts(batching.EVENTS):
             self._emit(batch)
             self.store.mark_published(batch)
             delivered += len(batch)
@@ -184,6 +184,7 @@ class LineageService:
         so a million-event file does not hold a million alerts in memory."""
         report = IngestReport()
         pending: list[tuple[int, bytes, Event]] = []
+        gauge = Gauge()
         observed = datetime.now(UTC)
 
         def reject(number: int, raw: bytes, reason: str) -> None:
@@ -216,8 +217,9 @@ class LineageService:
                 reject(number, raw, exc.reason)
                 continue
             pending.append((number, raw, parsed))
-            if len(pending) >= BATCH:
+            if gauge.add(parsed):
                 flush()
+                gauge.reset()
         if pending:
             flush()
         return report
@@ -278,7 +280,7 @@ class LineageService:
                 "--from-beginning`"
             )
         since, until = _utc(observed_since), _utc(observed_until)
-        events = self.home.replay(self.tracker, BATCH, since, until, progress)
+        events = self.home.replay(self.tracker, batching.EVENTS, since, until, progress)
         self.publish()
         return ReplayReport(events, self.store.alerts())
 
