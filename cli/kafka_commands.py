@@ -9,19 +9,18 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from lineage.errors import ConfigurationError, InvalidEventError, LineageError
-from lineage.inbound import MAX_LINE_BYTES, InboundParser
-from lineage.tracker import check_purposes
-from runtime.service import LineageService, open_store
-from runtime.settings import Settings, load_settings
-from runtime.sinks import JsonlFileSink
-from runtime.wiring import build_policy, build_pseudonymizer
+
+if TYPE_CHECKING:
+    from runtime.settings import Settings
+
+# The drivers and the pydantic-heavy modules load inside the commands (a fast ``--help``).
 
 errors = Console(stderr=True)
 
@@ -44,6 +43,9 @@ def worker(
     ] = "warn",
 ) -> None:
     """Run the projector: events topic -> graph store -> alerts topic (until Ctrl-C)."""
+    from runtime.service import open_store
+    from runtime.settings import load_settings
+    from runtime.wiring import build_policy
     from streams.faust_app import projector_group_id
     from streams.kafka_log import ensure_topics, rewind_group
     from streams.projector import run_worker
@@ -82,6 +84,8 @@ def record_bytes(record: str | None) -> bytes:
     (``os.fsencode`` undoes the surrogate escapes of non-UTF-8 arguments, which the parser
     then rejects as not UTF-8 in one line)."""
     if record is None or record == "-":
+        from lineage.inbound import MAX_LINE_BYTES
+
         # A little over the parser's limit (room for a line ending): larger input is rejected
         # there without reading all of it.
         return sys.stdin.buffer.read(MAX_LINE_BYTES + 3)
@@ -99,6 +103,11 @@ def emit(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Validate and pseudonymize ONE producer record, then append it to the configured log."""
+    from lineage.inbound import InboundParser
+    from lineage.tracker import check_purposes
+    from runtime.settings import load_settings
+    from runtime.wiring import build_policy, build_pseudonymizer
+
     raw = record_bytes(record)
     try:
         settings = load_settings()
@@ -135,6 +144,9 @@ def emit(
 def _emit_local(settings: Settings, raw: bytes, as_json: bool) -> None:
     """Embedded: through the service, like ingest (the home's writer lock, one transaction
     for the append and its projection, alerts through the outbox)."""
+    from runtime.service import LineageService
+    from runtime.sinks import JsonlFileSink
+
     sinks = [JsonlFileSink(settings.home / "alerts.jsonl")]
     with LineageService.open(settings, sinks) as service:
         report = service.ingest([raw], origin="emit")

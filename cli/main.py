@@ -8,22 +8,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli import render
 from cli.kafka_commands import register as register_kafka_commands
-from lineage.errors import ConfigurationError, LineageError
-from lineage.events import event_json_schema
-from lineage.identifiers import check_region, guess_category, mask, normalize
-from lineage.reference_case import FIX, generate
-from runtime.service import LineageService
-from runtime.settings import load_settings
-from runtime.sinks import AlertSink, JsonlFileSink, StreamSink, describe
+from lineage.errors import ConfigurationError, LineageError, StoreError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from runtime.service import LineageService
+    from runtime.settings import Settings
+
+# Everything heavier than typer and rich (pydantic models, phonenumbers, networkx, the Kafka
+# and Neo4j drivers) is imported inside the command that needs it: ``lineage --help`` and a
+# mistyped command answer in a fraction of a second (tests/unit/test_cli_fast.py).
 
 app = typer.Typer(
     help="Lineage of personal data: where did this phone number, collected for security, end "
@@ -54,6 +56,10 @@ def _service(
     overrides: dict[str, Any] | None = None,
 ) -> Iterator[LineageService]:
     """Queries open the home as readers (no lock, never blocked by a running ingest)."""
+    from runtime.service import LineageService
+    from runtime.settings import load_settings
+    from runtime.sinks import AlertSink, JsonlFileSink, StreamSink
+
     try:
         settings = load_settings(**(overrides or {}))
         sinks: list[AlertSink] = []
@@ -116,6 +122,14 @@ def utf8_argument(value: str, what: str) -> str:
 
 
 def _progress(label: str) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn(label),
         BarColumn(),
@@ -142,6 +156,8 @@ def ingest(
         total = None if str(file) == "-" else file.stat().st_size
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc}") from None
+    read = 0
+    lost: StoreError | None = None
     with (
         handle,
         _service(as_json, not as_json, overrides={"log": "kafka"} if kafka else None) as service,
@@ -150,11 +166,20 @@ def ingest(
         task = bar.add_task("ingest", total=total)
 
         def lines() -> Iterator[bytes]:
+            nonlocal read
             for line in handle:  # streamed: files of millions of events are fine
+                read += 1
                 bar.advance(task, len(line))
                 yield line
 
-        report = service.ingest(lines(), origin=str(file), keep_alerts=False)
+        try:
+            report = service.ingest(lines(), origin=str(file), keep_alerts=False)
+        except StoreError as exc:
+            if service.settings.log_kind != "kafka":
+                raise
+            lost = exc  # reported once the producer is closed and every send has settled
+    if lost is not None:
+        _kafka_ingest_failed(service, lost, read, as_json)
     if as_json:
         print(
             json.dumps(
@@ -181,6 +206,32 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _kafka_ingest_failed(
+    service: LineageService, error: StoreError, lines_read: int, as_json: bool
+) -> NoReturn:
+    """Kafka stopped acknowledging (a broker away for longer than the delivery timeout): one
+    line with what was sent and what was not, exit 2. Re-running the same ingest is safe:
+    events keep their ids and the worker's merges make re-sent ones no-ops."""
+    delivered = getattr(service.log, "delivered", 0)
+    undelivered = getattr(service.log, "undelivered", 0)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "error": str(error),
+                    "lines_read": lines_read,
+                    "delivered": delivered,
+                    "undelivered": undelivered,
+                }
+            )
+        )
+    raise _fail(
+        f"Kafka stopped acknowledging at line {lines_read}: {delivered} event(s) sent, "
+        f"{undelivered} could not be delivered; run the same ingest again once Kafka is back "
+        f"(re-sent events are no-ops). Cause: {error}"
+    )
+
+
 @app.command()
 def trace(
     identifier: Annotated[
@@ -193,6 +244,10 @@ def trace(
     as_json: JsonOption = False,
 ) -> None:
     """Where did this phone number or email go? Datasets, jobs and uses, per origin purpose."""
+    from cli import render
+    from lineage.identifiers import check_region, guess_category, mask, normalize
+    from runtime.settings import load_settings
+
     if identifier == ["-"]:
         raw = read_stdin_identifier()
     else:
@@ -229,7 +284,11 @@ def alerts(
     ] = False,
 ) -> None:
     """List alerts with their evidence paths (or follow them live from Kafka)."""
+    from cli import render
+
     if follow:
+        from runtime.settings import load_settings
+        from runtime.sinks import describe
         from streams.alerts_follow import follow_alerts
 
         try:
@@ -253,6 +312,8 @@ def downstream(
     as_json: JsonOption = False,
 ) -> None:
     """Every dataset, job and use that data in DATASET can reach (by any flow)."""
+    from cli import render
+
     with _service(as_json, writer=False) as service:
         found = service.downstream(dataset)
     if as_json:
@@ -268,6 +329,8 @@ def downstream(
 @app.command()
 def report(as_json: JsonOption = False) -> None:
     """How many people are affected, since when, through which systems."""
+    from cli import render
+
     with _service(as_json, writer=False) as service:
         summary = service.report()
     if as_json:
@@ -326,6 +389,9 @@ def demo(
     as_json: JsonOption = False,
 ) -> None:
     """Replay the synthetic reference case (security identifiers reaching ad matching)."""
+    from cli import render
+    from lineage.reference_case import FIX, generate
+
     case = generate(users=users, seed=seed)
     lines = [json.dumps(record) for record in case.records]
     with _service(as_json) as service, _progress("demo") as bar:
@@ -386,6 +452,7 @@ def schema(
 ) -> None:
     """Print the JSON Schema of events or alerts (always JSON)."""
     from lineage.alerts import Alert
+    from lineage.events import event_json_schema
 
     if kind == "events":
         print(json.dumps(event_json_schema(), indent=2))
@@ -397,23 +464,76 @@ def schema(
 
 @app.command("dead-letters")
 def dead_letters(as_json: JsonOption = False) -> None:
-    """Rejected inputs kept in the local log, with their reasons (raw bytes not shown)."""
+    """Rejected inputs and why: the local log's, or in Kafka mode the dead-letter topic's.
+    The rejected bytes are never shown; identifiers in reasons and origins are masked."""
+    from cli.render import masked_text
+    from runtime.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except LineageError as exc:
+        raise _fail(str(exc)) from None
+    if settings.log_kind == "kafka":
+        _kafka_dead_letters(settings, as_json)
+        return
     with _service(as_json, writer=False) as service:
         log = service.local_log
         if log is None:
             raise _fail("dead letters of the Kafka log are on the dead-letter topic")
         rows = log.dead_letters()
+    entries = [
+        {
+            "id": r.id,
+            "at": r.at,
+            "origin": masked_text(r.origin, phones=False),
+            "reason": masked_text(r.reason),
+        }
+        for r in rows
+    ]
     if as_json:
-        print(
-            json.dumps(
-                [{"id": r.id, "at": r.at, "origin": r.origin, "reason": r.reason} for r in rows],
-                indent=2,
-            )
-        )
+        print(json.dumps(entries, indent=2))
     else:
-        for row in rows:
-            console.print(escape(f"{row.id} {row.at} {row.origin}: {row.reason}"), soft_wrap=True)
+        for entry in entries:
+            console.print(
+                escape(f"{entry['id']} {entry['at']} {entry['origin']}: {entry['reason']}"),
+                soft_wrap=True,
+            )
         console.print(f"{len(rows)} dead letter(s).")
+
+
+def _kafka_dead_letters(settings: Settings, as_json: bool) -> None:
+    from cli.render import masked_text
+    from streams.kafka_log import read_dead_letters
+
+    try:
+        rows = read_dead_letters(settings)
+    except LineageError as exc:
+        raise _fail(str(exc)) from None
+    entries = [
+        {
+            "id": r.id,
+            "at": r.at,
+            "origin": masked_text(r.origin, phones=False),
+            "reason": masked_text(r.reason),
+            "bytes": r.size,
+            "truncated_from": r.truncated_from,
+        }
+        for r in rows
+    ]
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return
+    for entry in entries:
+        cut = (
+            f" (kept {entry['bytes']:,} of {entry['truncated_from']:,} bytes)"
+            if entry["truncated_from"]
+            else ""
+        )
+        console.print(
+            escape(f"{entry['id']} {entry['at']} {entry['origin']}: {entry['reason']}{cut}"),
+            soft_wrap=True,
+        )
+    console.print(f"{len(rows)} dead letter(s) on {escape(settings.deadletter_topic)}.")
 
 
 register_kafka_commands(app)

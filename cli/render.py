@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -14,6 +15,31 @@ from lineage.alerts import Alert
 from lineage.events import from_micros
 from lineage.report import ViolationReport
 from lineage.trace import Trace, TraceNode
+
+# Free text shown to an operator (dead-letter reasons and origins) should never hold a raw
+# identifier: reasons are written without input values, but a dead-letter topic can be written
+# by anyone, and file names are free text. Anything shaped like an email or a phone number is
+# masked the way identifiers are (j***@example.com, ***-***-0100).
+_EMAIL = re.compile(r"([^\s@'\"<>(),;:\[\]/\\]+)@([^\s@'\"<>(),;:\[\]]+\.[^\s@'\"<>(),;:\[\]]+)")
+#: 8 digits or more (columns of a 1 MiB line have 7 at most), not an ISO date, not inside a word.
+_PHONE = re.compile(r"(?<![\w.:-])(\+?)(?!\d{4}-\d{2}-\d{2})(\(?\d[\d ().-]{6,}\d)(?!\w)")
+_MIN_PHONE_DIGITS = 8
+
+
+def masked_text(text: str, phones: bool = True) -> str:
+    """``text`` with email- and phone-shaped substrings masked; ``phones=False`` masks emails
+    only (for origins such as ``topic:partition:offset``, whose numbers are not phones)."""
+    text = _EMAIL.sub(lambda m: f"{m.group(1)[:1]}***@{m.group(2)}", text)
+    if not phones:
+        return text
+
+    def phone(match: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", match.group(2))
+        if len(digits) < _MIN_PHONE_DIGITS:
+            return match.group(0)
+        return f"{match.group(1)}***-***-{digits[-4:]}"
+
+    return _PHONE.sub(phone, text)
 
 
 def to_json(value: Any) -> str:

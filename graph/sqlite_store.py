@@ -168,17 +168,20 @@ class SqliteStore:
     # -- the port: reads ---------------------------------------------------------------
     def _keyed(
         self, keys: Iterable[tuple[Any, ...]], width: int, sql: str
-    ) -> Iterator[Sequence[Any]]:
+    ) -> list[Sequence[Any]]:
         """Rows of ``sql`` joined to the keys as ``k(c0..)``: one statement per chunk of keys
         instead of one per key (each still an index seek)."""
         items = list(keys)
         names = ", ".join(f"c{i}" for i in range(width))
         row = "(" + ", ".join("?" for _ in range(width)) + ")"
+        rows: list[Sequence[Any]] = []
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
             values = ", ".join(row for _ in chunk)
             params = [v for item in chunk for v in item]
-            yield from self._db.execute(f"WITH k({names}) AS (VALUES {values}) {sql}", params)
+            sql_chunk = f"WITH k({names}) AS (VALUES {values}) {sql}"
+            rows += self._db.execute(sql_chunk, params).fetchall()
+        return rows
 
     def _ids(self, refs: Iterable[str]) -> dict[str, int]:
         """The row id of each known identifier among ``refs``. Every other table is keyed by

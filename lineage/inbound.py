@@ -37,6 +37,23 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _DEPTH_STEP = {"{": 1, "[": 1, "}": -1, "]": -1}
 _TOO_DEEP = f"not valid JSON: nested deeper than {MAX_DEPTH} levels"
 
+#: The masked display forms :mod:`lineage.identifiers` makes (``+1 ***-***-0100``,
+#: ``j***@example.com``): the only ``display`` an already pseudonymized identifier may carry.
+#: Anything else could be the raw value itself, and would reach the log and the graph.
+MASKED_DISPLAY: dict[str, re.Pattern[str]] = {
+    "phone": re.compile(r"\+[1-9][0-9]{0,2} \*\*\*-\*\*\*-[0-9]{1,4}"),
+    # one character of the local part, then a domain: dot-separated labels of ASCII letters,
+    # digits, hyphens or any non-ASCII character (IDNA), the last one not all digits
+    "email": re.compile(
+        r"[^@\s]?\*\*\*@(?:[A-Za-z0-9\-\u00a1-\U0010ffff]+\.)+"
+        r"(?![0-9]+$)[A-Za-z0-9\-\u00a1-\U0010ffff]+"
+    ),
+}
+_DISPLAY_HINT = (
+    "identifier.display: not a masked form (like '+1 ***-***-0100' or 'j***@example.com'); "
+    'send the raw value as {"phone": ...} or {"email": ...}, or omit display'
+)
+
 
 def check_line_bounds(line: str | bytes) -> str:
     """The line as text, or :class:`InvalidEventError` when it is not UTF-8, is larger than
@@ -131,15 +148,37 @@ class InboundParser:
             raise InvalidEventError('identifier: expected an object like {"phone": "+1 ..."}')
         raw_keys = [c for c in CATEGORIES if c in value]
         if not raw_keys:
-            return value
+            return _pseudonymized(value)
         if len(value) != 1:
             raise InvalidEventError("identifier: give exactly one of phone, email")
         category = raw_keys[0]
         raw = value[category]
         if not isinstance(raw, str):
             raise InvalidEventError(f"identifier: {category} must be a string")
-        ref = self._pseudonymizer.identifier(category, _unicode(raw, f"identifier.{category}"))
+        try:
+            ref = self._pseudonymizer.identifier(category, _unicode(raw, f"identifier.{category}"))
+        except ValidationError as exc:  # e.g. a valid email whose masked form is over 80 chars
+            raise InvalidEventError(
+                f"identifier.{category}: {describe_validation_error(exc)}"
+            ) from None
         return ref.model_dump()
+
+
+def _pseudonymized(value: dict[str, Any]) -> dict[str, Any]:
+    """An identifier sent already pseudonymized (``category``, ``ref``, ``display``) passes
+    through, its other fields checked by the event model; but its ``display`` is free text
+    from the producer, so it must be one of the masked forms, or absent. It is rejected, not
+    repaired: a mask cannot be derived from a ref, and the reason never echoes the value."""
+    display = value.get("display")
+    if display is None:
+        return value
+    category = value.get("category")
+    pattern = MASKED_DISPLAY.get(category) if isinstance(category, str) else None
+    if pattern is None:
+        return value  # the model rejects the category with its own reason
+    if not isinstance(display, str) or not pattern.fullmatch(display):
+        raise InvalidEventError(_DISPLAY_HINT)
+    return value
 
 
 def _unicode(value: str, field: str) -> str:

@@ -144,6 +144,29 @@ wait_gone() {
     return 0
 }
 
+# reap_child PID: succeeds once our background child PID has exited, and reaps it. Never
+# blocks: `wait` is only called on a process that is already gone. A child that is alive but
+# not yet exec'd into the server (its cmdline is still this script's) is running, not gone.
+reap_child() {
+    local pid=$1
+    proc_alive "$pid" && return 1
+    wait "$pid" 2>/dev/null || true
+    return 0
+}
+
+# stop_child PID SECONDS: stop a server this svc call started (our own unreaped child, so the
+# PID cannot have been recycled, even before it exec'd into the JVM): SIGTERM, SIGKILL after
+# SECONDS, reap. Bounded.
+stop_child() {
+    local pid=$1
+    reap_child "$pid" && return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" "$2"; then
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$pid" 10 || log "pid $pid did not exit even after SIGKILL"
+    fi
+}
+
 # port_open PORT: something accepts TCP connections on 127.0.0.1:PORT
 port_open() {
     # shellcheck disable=SC2016  # $0/$1 expand in the child shell

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from lineage.alerts import Alert
 from lineage.errors import StoreError
 from runtime.settings import Settings
+from streams.kafka_log import warn_if_slow_crc
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def follow_alerts(
     ``timeout_s`` the iteration ends after that long without a new alert, else it never ends.
     The topic may carry an alert twice (at-least-once); callers that count dedupe by alert_id.
     """
+    warn_if_slow_crc()
     try:
         consumer = KafkaConsumer(
             settings.alerts_topic,

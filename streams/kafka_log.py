@@ -8,24 +8,45 @@ Every kafka-python error is translated into :class:`lineage.errors.StoreError`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaProducer, OffsetSpec, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetSpec, TopicPartition
 from kafka.errors import KafkaError, NoError
 
 from lineage.errors import StoreError
 from lineage.events import DataFlowed, DataUsed, Event, dump_event
 from runtime.settings import Settings
 from streams.log import Appended
-from streams.topics import ORIGIN_HEADER, REASON_HEADER
+from streams.topics import (
+    DEADLETTER_MAX_BYTES,
+    KAFKA_MESSAGE_MAX_BYTES,
+    ORIGIN_HEADER,
+    REASON_HEADER,
+    TRUNCATED_HEADER,
+)
 
 log = logging.getLogger(__name__)
+# kafka-python logs each failed connection attempt at ERROR level. Without a handler anywhere
+# Python's last-resort handler would print them all on stderr of the CLI commands; a process
+# that configures logging (the worker) still gets them through its own handlers.
+logging.getLogger("kafka").addHandler(logging.NullHandler())
 
 TOPIC_ALREADY_EXISTS = 36
 #: Bounded waits, so an unreachable broker is an error within seconds, not a hang.
 CONNECT_TIMEOUT_MS = 10_000
-SEND_TIMEOUT_S = 30.0
+#: A record Kafka has not acknowledged within this long (retries included: a broker away for
+#: longer) fails; ``append`` waits a little longer, so it sees every record settled.
+DELIVERY_TIMEOUT_MS = 30_000
+REQUEST_TIMEOUT_MS = 20_000  # kafka-python wants request timeout + linger <= delivery timeout
+SEND_TIMEOUT_S = DELIVERY_TIMEOUT_MS / 1000 + 5.0
+#: Closing after a failure: what did not settle by then is reported as not delivered.
+CLOSE_TIMEOUT_BROKEN_S = 2.0
+#: The largest event body sent (the record batch adds the key, headers and framing).
+EVENT_MAX_BYTES = KAFKA_MESSAGE_MAX_BYTES - 16 * 1024
 KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 #: Alerts are keyed by alert_id: compaction keeps each one, and drops the rare re-send.
 ONE_PER_KEY = {"cleanup.policy": "compact"}
@@ -117,11 +138,22 @@ def _admin(settings: Settings) -> Any:
 class KafkaEventLog:
     """``EventLog`` on Kafka: acks from all in-sync replicas, idempotent producer, a short
     linger so a batch of appends travels in few requests. ``append`` flushes before it returns,
-    so a returned event is durable; Kafka cannot tell duplicates, the worker's MERGEs can."""
+    so a returned event is durable; Kafka cannot tell duplicates, the worker's MERGEs can.
+
+    Every send is settled within ``DELIVERY_TIMEOUT_MS`` (acknowledged or failed, never left
+    pending): ``delivered`` and ``undelivered`` count the events, so a producer that loses the
+    broker can say what it sent and what it could not. ``close`` never raises.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._events_topic = settings.events_topic
         self._deadletter_topic = settings.deadletter_topic
+        #: Events Kafka acknowledged / reported as not written / not settled yet.
+        self.delivered = 0
+        self.failed = 0
+        self._unsettled: list[Any] = []
+        self._broken = False
+        warn_if_slow_crc()
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=settings.require_kafka(),
@@ -130,6 +162,9 @@ class KafkaEventLog:
                 enable_idempotence=True,
                 linger_ms=5,
                 max_block_ms=CONNECT_TIMEOUT_MS,
+                request_timeout_ms=REQUEST_TIMEOUT_MS,
+                delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+                max_request_size=KAFKA_MESSAGE_MAX_BYTES,
             )
         except KafkaError as exc:
             raise StoreError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
@@ -139,24 +174,50 @@ class KafkaEventLog:
         ensure_topics(settings)
         return cls(settings)
 
+    @property
+    def undelivered(self) -> int:
+        """Events handed to Kafka that it did not acknowledge (failed, or still unsettled)."""
+        return self.failed + len(self._unsettled)
+
     def append(self, events: Sequence[Event]) -> Appended:
-        futures = [
-            self._send(self._events_topic, dump_event(event).encode(), partition_key(event))
-            for event in events
-        ]
+        bodies = [(dump_event(event).encode(), event) for event in events]
+        for body, event in bodies:
+            if len(body) > EVENT_MAX_BYTES:
+                # Before anything of the batch is sent: one clear error, not a producer
+                # MessageSizeTooLargeError. (Splitting large flows is the caller's job.)
+                raise StoreError(
+                    f"event {event.event_id} is {len(body):,} bytes once pseudonymized, over "
+                    f"Kafka's {KAFKA_MESSAGE_MAX_BYTES:,}-byte message limit"
+                )
+        futures = []
+        try:
+            for body, event in bodies:
+                futures.append(self._send(self._events_topic, body, partition_key(event)))
+        finally:
+            self._unsettled += futures
         self._wait(futures, "append to the event log")
         return Appended(list(events))  # Kafka cannot tell; the graph's merges make them no-ops
 
     def dead_letter(self, raw: bytes, reason: str, origin: str) -> None:
+        """Keep the rejected bytes with the reason; input larger than ``DEADLETTER_MAX_BYTES``
+        (a line over Kafka's 1 MiB limit) is cut to that size, and header ``truncated`` holds
+        its original size."""
         headers = [(REASON_HEADER, reason.encode()), (ORIGIN_HEADER, origin.encode())]
+        if len(raw) > DEADLETTER_MAX_BYTES:
+            headers.append((TRUNCATED_HEADER, str(len(raw)).encode()))
+            raw = raw[:DEADLETTER_MAX_BYTES]
         future = self._send(self._deadletter_topic, raw, None, headers)
         self._wait([future], "dead-letter a record")
 
     def close(self) -> None:
+        """Flush and close within bounded time. Never raises (it runs in ``finally`` blocks,
+        often after the broker went away): what was not acknowledged is in ``undelivered``."""
+        timeout = CLOSE_TIMEOUT_BROKEN_S if self._broken else SEND_TIMEOUT_S
         try:
-            self._producer.close(timeout=SEND_TIMEOUT_S)
-        except KafkaError as exc:
-            raise StoreError(f"closing the Kafka producer failed: {exc}") from exc
+            self._producer.close(timeout=timeout)
+        except Exception as exc:  # a close must not mask the real outcome
+            log.warning("closing the Kafka producer failed: %s", _describe(exc))
+        self._settle()
 
     def _send(
         self,
@@ -168,12 +229,127 @@ class KafkaEventLog:
         try:
             return self._producer.send(topic, value=value, key=key, headers=headers)
         except KafkaError as exc:
-            raise StoreError(f"cannot produce to {topic}: {exc}") from exc
+            self._broken = True
+            raise StoreError(f"cannot produce to {topic}: {_describe(exc)}") from exc
 
     def _wait(self, futures: Sequence[Any], what: str) -> None:
+        """Until every future settled (the delivery timeout bounds it), then the outcome."""
         try:
             self._producer.flush(timeout=SEND_TIMEOUT_S)
-            for future in futures:
-                future.get(timeout=SEND_TIMEOUT_S)
         except KafkaError as exc:
-            raise StoreError(f"cannot {what}: {exc}") from exc
+            log.debug("flush did not complete: %s", exc)
+        self._settle()
+        failed = [f for f in futures if not f.succeeded()]
+        if failed:
+            self._broken = True
+            error = next((f.exception for f in failed if f.exception is not None), None)
+            why = _describe(error) if error is not None else "no acknowledgement in time"
+            raise StoreError(
+                f"cannot {what}: Kafka did not acknowledge {len(failed)} of {len(futures)} "
+                f"record(s) ({why})"
+            )
+
+    def _settle(self) -> None:
+        pending = []
+        for future in self._unsettled:
+            if not future.is_done:
+                pending.append(future)
+            elif future.succeeded():
+                self.delivered += 1
+            else:
+                self.failed += 1
+        self._unsettled = pending
+
+
+def _describe(exc: BaseException) -> str:
+    """One line: kafka-python's messages can span lines or be empty."""
+    name, text = type(exc).__name__, " ".join(str(exc).split())
+    if not text or text == name:
+        return name
+    return text if text.startswith(f"{name}:") else f"{name}: {text}"
+
+
+def crc32c_accelerated() -> bool:
+    """kafka-python checks every record batch's CRC-32C with the ``crc32c`` C extension when
+    it is importable (a dependency of this project), else in pure Python: ~10x slower."""
+    from kafka.record import util
+
+    return getattr(util, "crc32c_c", None) is not None
+
+
+def warn_if_slow_crc() -> None:
+    if not crc32c_accelerated():
+        log.warning(
+            "the crc32c package is not installed: kafka-python computes checksums in pure "
+            "Python (pip install crc32c)"
+        )
+
+
+@dataclass(frozen=True)
+class KafkaDeadLetter:
+    """A record of the dead-letter topic as ``lineage dead-letters`` shows it: where, when,
+    from where and why; never the rejected bytes (they may hold raw identifiers)."""
+
+    id: str  # partition:offset
+    at: str  # the record's timestamp, ISO 8601 UTC
+    origin: str
+    reason: str
+    size: int  # bytes kept on the topic
+    truncated_from: int | None  # the original size, when it was cut to DEADLETTER_MAX_BYTES
+
+
+def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[KafkaDeadLetter]:
+    """Every record of the dead-letter topic, read to its current end (no consumer group,
+    nothing committed), in timestamp order."""
+    topic = settings.deadletter_topic
+    warn_if_slow_crc()
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.require_kafka(),
+            client_id="lineage-dead-letters",
+            allow_auto_create_topics=False,
+            group_id=None,
+            enable_auto_commit=False,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+        )
+    except KafkaError as exc:
+        raise StoreError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return []  # never created: nothing was dead-lettered
+        parts = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        found: list[KafkaDeadLetter] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            if time.monotonic() > deadline:
+                raise StoreError(f"could not read {topic} to its end within {timeout_s:.0f} s")
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                found += [_dead_letter(r) for r in records if r.offset < ends[tp]]
+        return sorted(found, key=lambda d: (d.at, d.id))
+    except KafkaError as exc:
+        raise StoreError(f"cannot read {topic}: {_describe(exc)}") from exc
+    finally:
+        consumer.close()
+
+
+def _dead_letter(record: Any) -> KafkaDeadLetter:
+    headers = {key: value for key, value in record.headers or ()}
+
+    def text(name: str) -> str:
+        value = headers.get(name)
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+
+    truncated = text(TRUNCATED_HEADER)
+    at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp >= 0 else None
+    return KafkaDeadLetter(
+        id=f"{record.partition}:{record.offset}",
+        at=at.isoformat() if at is not None else "",
+        origin=text(ORIGIN_HEADER),
+        reason=text(REASON_HEADER),
+        size=len(record.value or b""),
+        truncated_from=int(truncated) if truncated.isdigit() else None,
+    )

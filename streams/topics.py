@@ -8,15 +8,24 @@ message is dead-lettered with a reason instead of crashing a faust codec), alert
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faust
+if TYPE_CHECKING:  # faust is loaded by the worker only, not by producers importing headers
+    import faust
 
-from runtime.settings import Settings
+    from runtime.settings import Settings
 
 #: Headers of a dead letter (the worker's and :class:`streams.kafka_log.KafkaEventLog`'s).
 REASON_HEADER = "reason"
 ORIGIN_HEADER = "origin"
+#: On a dead letter cut to ``DEADLETTER_MAX_BYTES``: the original size in bytes (decimal).
+TRUNCATED_HEADER = "truncated"
+#: Kafka's default limit on one record batch (broker ``message.max.bytes``, producer
+#: ``max_request_size``): 1 MiB.
+KAFKA_MESSAGE_MAX_BYTES = 1 << 20
+#: A dead letter keeps at most this many bytes of the rejected input, leaving room under
+#: ``KAFKA_MESSAGE_MAX_BYTES`` for the key, the headers and the batch framing.
+DEADLETTER_MAX_BYTES = 900 * 1024
 
 
 @dataclass(frozen=True)

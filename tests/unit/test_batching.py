@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from lineage.events import Event
 from runtime.batching import Gauge, batched
 from tests import factories as f
 
 
 def test_listed_flows_weigh_one_per_identifier() -> None:
     who = [f"p{i}" for i in range(30)]
-    events = [f.collected(f"c{i}", w, "auth:db", f.SECURITY, i) for i, w in enumerate(who)]
+    events: list[Event] = [
+        f.collected(f"c{i}", w, "auth:db", f.SECURITY, i) for i, w in enumerate(who)
+    ]
     events += [f.flowed(f"s{i}", "auth:db", "ads:t", 40 + i, who=who) for i in range(4)]
     events.append(f.flowed("whole", "auth:db", "ads:t", 50))
     units = list(batched(events, events_per_unit=1000, identifiers_per_unit=45))
