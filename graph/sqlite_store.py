@@ -586,12 +586,19 @@ class SqliteStore:
             tuple((d, j) for d, j in json.loads(route)): n
             for route, n in self._q(f"SELECT route, count(*) {active} GROUP BY route")
         }
-        (counted.people,) = self._q(
-            "SELECT count(*) FROM (SELECT s.subject FROM subjects s WHERE s.ident IN "
-            f"(SELECT ident {active}) UNION SELECT 'identifier:' || i.ref FROM alerts a "
-            "JOIN identifiers i ON i.id = a.ident WHERE a.status = 'active' AND NOT EXISTS "
-            "(SELECT 1 FROM subjects s WHERE s.ident = a.ident))"
-        )[0]
+        # Distinct people in Python: SQLite's count(DISTINCT) sorts a million subject strings
+        # in a temp B-tree (2.2 s at 1M identifiers; a set takes 0.7 s).
+        people: set[str] = set()
+        unowned = 0
+        for ident, subject in self._q(
+            f"SELECT a.ident, s.subject FROM (SELECT DISTINCT ident {active}) a "
+            "LEFT JOIN subjects s ON s.ident = a.ident"
+        ):
+            if subject is None:
+                unowned += 1  # an identifier with no known owner counts as one person
+            else:
+                people.add(subject)
+        counted.people = len(people) + unowned
         return counted  # fmt: skip
 
     # -- rebuilding from the log -------------------------------------------------------

@@ -11,9 +11,8 @@ import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from graph.dataset_graph import Downstream, downstream
-from graph.dataset_graph import build as dataset_graph
 from graph.store import GraphStore
 from lineage.alerts import Alert
 from lineage.errors import ConfigurationError, InvalidEventError
@@ -33,6 +32,9 @@ from runtime.sinks import AlertSink
 from runtime.wiring import build_policy, build_pseudonymizer
 from streams.local_log import LocalEventLog
 from streams.log import Appended, EventLog
+
+if TYPE_CHECKING:
+    from graph.dataset_graph import Downstream
 
 Progress = Callable[[int], None]
 
@@ -256,8 +258,10 @@ class LineageService:
         return report_from(self.store.tally())
 
     def downstream(self, dataset: str) -> Downstream:
+        from graph.dataset_graph import build, downstream  # networkx: only this command
+
         """Datasets, jobs and uses data in ``dataset`` can reach (the dataset/job graph)."""
-        return downstream(dataset_graph(self.store.edges()), dataset)
+        return downstream(build(self.store.edges()), dataset)
 
     # -- replay --------------------------------------------------------------------------
     def replay(
