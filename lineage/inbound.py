@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from lineage.errors import InvalidEventError
 from lineage.events import Event, parse_event
-from lineage.identifiers import Category, Pseudonymizer
+from lineage.identifiers import Category, IdentifierRef, Pseudonymizer
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c4a52-8d4e-4d7c-9a65-2f0a9b7e3c11")
 CATEGORIES: tuple[Category, ...] = ("phone", "email")
@@ -134,7 +134,9 @@ class InboundParser:
         data.setdefault("observed_time", observed.isoformat())
         if "event_id" not in data:
             canonical = json.dumps(
-                {k: v for k, v in data.items() if k != "observed_time"}, sort_keys=True
+                {k: v for k, v in data.items() if k != "observed_time"},
+                sort_keys=True,
+                default=_plain,
             )
             data["event_id"] = str(uuid.uuid5(EVENT_ID_NAMESPACE, canonical))
         try:
@@ -161,7 +163,14 @@ class InboundParser:
             raise InvalidEventError(
                 f"identifier.{category}: {describe_validation_error(exc)}"
             ) from None
-        return ref.model_dump()
+        return ref  # the model itself: the event model takes it without validating it again
+
+
+def _plain(value: Any) -> Any:
+    """Refs as the JSON they were before models were passed along (event ids stay stable)."""
+    if isinstance(value, IdentifierRef):
+        return value.model_dump()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def _pseudonymized(value: dict[str, Any]) -> dict[str, Any]:
