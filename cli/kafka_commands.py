@@ -109,6 +109,10 @@ def emit(
     from runtime.wiring import build_policy, build_pseudonymizer
 
     raw = record_bytes(record)
+    if not raw.strip():  # ingest skips blank lines; one record that is blank is a mistake
+        if as_json:
+            print(json.dumps({"sent": False, "reason": "no record: it is empty"}))
+        raise _fail("no record: the argument (or stdin) is empty or blank")
     try:
         settings = load_settings()
         if settings.log_kind == "local":

@@ -72,6 +72,25 @@ class EventEnvelope(BaseModel):
     )
     producer: Name
 
+    @field_validator("event_time", "observed_time", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        # pydantic would read a number as Unix seconds or milliseconds (guessing which), in
+        # UTC without saying so: a time must be spelled out, with its offset.
+        if isinstance(value, bool | int | float):
+            raise ValueError(
+                "must be an ISO 8601 date-time string with a UTC offset, "
+                "like 2020-01-31T12:00:00Z, not a number"
+            )
+        return value
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        if type(value) is not int:  # the literal 1 would take ``true`` and ``1.0`` as well
+            raise ValueError("must be the number 1")
+        return value
+
     @field_validator("event_time", "observed_time")
     @classmethod
     def _bounded(cls, value: datetime) -> datetime:

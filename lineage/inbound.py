@@ -20,8 +20,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lineage.errors import InvalidEventError
-from lineage.events import Event, parse_event
+from lineage.errors import InvalidEventError, InvalidIdentifierError
+from lineage.events import (
+    DataFlowed,
+    DatasetRef,
+    DataUsed,
+    Event,
+    IdentifierCollected,
+    IdentifierErased,
+    parse_event,
+)
 from lineage.identifiers import Category, IdentifierRef, Pseudonymizer
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c4a52-8d4e-4d7c-9a65-2f0a9b7e3c11")
@@ -32,10 +40,28 @@ MAX_LINE_BYTES = 1 << 20
 #: The deepest nesting of JSON objects and arrays accepted (a valid event needs 3).
 MAX_DEPTH = 32
 
-_STRING_LITERAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+#: A JSON string literal; an unterminated one runs to the end of the text (JSON rejects it
+#: later). So every ``"`` starts a match that succeeds and the scan is linear: a pattern that
+#: can fail would be retried from each of many quotes, quadratic (a 160 kB line of ``"\\``
+#: took 52 s to check; 1 MiB would take most of an hour).
+_STRING_LITERAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _DEPTH_STEP = {"{": 1, "[": 1, "}": -1, "]": -1}
 _TOO_DEEP = f"not valid JSON: nested deeper than {MAX_DEPTH} levels"
+#: The longest rejection reason: reasons are one line, and never grow with the input.
+MAX_REASON_CHARS = 400
+#: Line breaks, other control characters and Unicode line/paragraph separators: a reason is
+#: one line of text whatever a library put in it.
+_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_EVENT_MODELS = (IdentifierCollected, DataFlowed, DataUsed, IdentifierErased)
+#: The only location names a reason may spell out: the models' own field names and type tags.
+#: Anything else in a location is a key the producer made up (``{"john@example.com": 1}`` is
+#: an extra field named by its raw value), so it is not echoed.
+_KNOWN_NAMES = frozenset(
+    name
+    for model in (*_EVENT_MODELS, DatasetRef, IdentifierRef)
+    for name in (model.__name__, *model.model_fields)
+)
 
 #: The masked display forms :mod:`lineage.identifiers` makes (``+1 ***-***-0100``,
 #: ``j***@example.com``): the only ``display`` an already pseudonymized identifier may carry.
@@ -91,13 +117,29 @@ def _check_depth(text: str) -> None:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """Field paths and reasons only: pydantic's default text would echo raw input values."""
+    """Field paths and reasons only: pydantic's default text would echo raw input values (an
+    unknown ``type``'s tag, an unknown field's name), so neither is ever spelled out; one line,
+    at most ``MAX_REASON_CHARS``."""
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
-        location = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or "event"
+        names = [p for p in error["loc"] if not isinstance(p, int)]
+        location = ".".join(p if p in _KNOWN_NAMES else "<unknown field>" for p in names)
+        if error["type"] == "union_tag_invalid":  # its message quotes the tag it was given
+            expected = error.get("ctx", {}).get("expected_tags", "")
+            parts.append(f"type: does not match any of the expected tags: {expected}")
+            continue
         message = error["msg"].removeprefix("Value error, ")
-        parts.append(f"{location}: {message}")
-    return "; ".join(dict.fromkeys(parts))
+        parts.append(f"{location or 'event'}: {message}")
+    return one_line("; ".join(dict.fromkeys(parts)))
+
+
+def one_line(reason: str, limit: int = MAX_REASON_CHARS) -> str:
+    """A rejection reason as one line of valid UTF-8 text of at most ``limit`` characters:
+    control characters and line separators become spaces, runs of spaces one, lone surrogates
+    ``?``, and a longer text is cut with an ellipsis."""
+    text = " ".join(_NOT_ONE_LINE.sub(" ", reason).split())
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class InboundParser:
@@ -110,6 +152,8 @@ class InboundParser:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidEventError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+        except ValueError:  # an integer of more digits than Python converts (4,300 by default)
+            raise InvalidEventError("not valid JSON: a number with too many digits") from None
         except RecursionError:  # unreachable after the depth check; never let it escape
             raise InvalidEventError(_TOO_DEEP) from None
         return self.parse_record(record, observed)
@@ -159,6 +203,8 @@ class InboundParser:
             raise InvalidEventError(f"identifier: {category} must be a string")
         try:
             ref = self._pseudonymizer.identifier(category, _unicode(raw, f"identifier.{category}"))
+        except InvalidIdentifierError as exc:  # the libraries' reasons: one line, no value
+            raise InvalidIdentifierError(_without(exc.reason, raw)) from None
         except ValidationError as exc:  # e.g. a valid email whose masked form is over 80 chars
             raise InvalidEventError(
                 f"identifier.{category}: {describe_validation_error(exc)}"
@@ -188,6 +234,14 @@ def _pseudonymized(value: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(display, str) or not pattern.fullmatch(display):
         raise InvalidEventError(_DISPLAY_HINT)
     return value
+
+
+def _without(reason: str, raw: str) -> str:
+    """``reason`` as one line that does not quote ``raw`` (nor its stripped form)."""
+    for value in {raw, raw.strip()}:
+        if len(value) > 3:
+            reason = reason.replace(value, "<the value>")
+    return one_line(reason)
 
 
 def _unicode(value: str, field: str) -> str:

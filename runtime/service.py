@@ -237,7 +237,8 @@ class LineageService:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            raw = line.encode() if isinstance(line, str) else line
+            # surrogatepass: a str line with a lone surrogate is the parser's to reject
+            raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
             try:
                 yield number, raw, self.parser.parse_line(line, observed)
             except InvalidEventError as exc:
