@@ -18,6 +18,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +41,19 @@ def _write_input(users: int, path: Path) -> tuple[int, str, int]:
         if r.get("type") == "IdentifierCollected" and "email" in r.get("identifier", {})
     )
     return len(case.records), email, len(case.truth.affected_subjects)
+
+
+def _write_input_elsewhere(users: int, path: Path) -> tuple[int, str, int]:
+    """``_write_input`` in a child process. Linux starts a child's peak RSS (``ru_maxrss``)
+    from its parent's at fork and exec, so a bench process holding a million-user case in
+    memory would add gigabytes to every measured ``lineage`` run."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.embedded_scale", "--users", str(users),
+         "--write-input", str(path)],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    events, email, truth = json.loads(done.stdout)
+    return int(events), str(email), int(truth)
 
 
 def _raw_sqlite(lines: Path, directory: Path) -> float:
@@ -114,11 +128,15 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--old", default=None, help="a commit to compare with, e.g. 0386860")
     parser.add_argument("--new", default="HEAD", help="the commit measured as new")
+    parser.add_argument("--write-input", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write_input is not None:
+        print(json.dumps(_write_input(args.users, args.write_input)))
+        return
     with tempfile.TemporaryDirectory(prefix="lineage-bench-") as tmp:
         work = Path(tmp)
         lines = work / "events.jsonl"
-        events, email, truth = _write_input(args.users, lines)
+        events, email, truth = _write_input_elsewhere(args.users, lines)
         result: dict[str, Any] = {"users": args.users, "events": events, "truth_people": truth}
         result["raw_sqlite_rows_per_s"] = round(_raw_sqlite(lines, work))
         refs = {"old": args.old, "new": args.new} if args.old else {"new": args.new}

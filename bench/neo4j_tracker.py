@@ -2,7 +2,7 @@
 
 Needs LINEAGE_NEO4J_URI / LINEAGE_NEO4J_PASSWORD (``eval "$(services/svc env)"``); it empties
 that database. Run: ``python -m bench.neo4j_tracker --users 1000``. Reports events/s for
-several batch sizes (the faust worker hands the tracker batches of up to 500) and the ratio
+several batch sizes (the worker hands the tracker batches of up to 500) and the ratio
 to the embedded SQLite store on the same events.
 """
 

@@ -1,4 +1,4 @@
-"""Kafka commands: ``worker`` (the faust projector) and ``emit`` (one record onto the log).
+"""Kafka commands: ``worker`` (the projector) and ``emit`` (one record onto the log).
 
 Registered on the main app with :func:`register`.
 """
@@ -39,14 +39,14 @@ def worker(
         ),
     ] = False,
     loglevel: Annotated[
-        str, typer.Option("--loglevel", help="faust log level: debug, info, warn, error")
+        str, typer.Option("--loglevel", help="log level: debug, info, warn, error")
     ] = "warn",
 ) -> None:
     """Run the projector: events topic -> graph store -> alerts topic (until Ctrl-C)."""
     from runtime.service import open_store
     from runtime.settings import load_settings
     from runtime.wiring import build_policy
-    from streams.faust_app import projector_group_id
+    from streams.consumer_group import projector_group_id
     from streams.kafka_log import ensure_topics, rewind_group
     from streams.projector import run_worker
 

@@ -4,7 +4,8 @@ The core decides everything (:mod:`lineage.planner`, :mod:`lineage.propagation`)
 answers keyed reads and applies rows. Each ``fetch`` is one Cypher statement whatever it asks
 (a ``CALL`` subquery per key kind, each an ``UNWIND`` over its keys seeking an index), and each
 ``write`` is one statement (an ``UNWIND`` per row kind). Driver errors become
-:class:`lineage.errors.StoreError`; driver types never leave this module. The graph model is
+:class:`lineage.errors.StoreError`, classified by what helps (:mod:`graph.errors`: transient,
+permanent, oversize, fatal); driver types never leave this module. The graph model is
 documented in :mod:`graph.neo4j_cypher` and the README.
 
 Concurrency. Several workers share one database, and Neo4j reads are *read committed*: a read
@@ -42,8 +43,8 @@ commit and shows the example's violation is missed without these locks.
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, LiteralString, TypeVar, cast
@@ -59,9 +60,31 @@ from neo4j import (
     Record,
     Session,
 )
-from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable
+from neo4j.exceptions import (
+    AuthError,
+    ClientError,
+    ConnectionPoolError,
+    DriverError,
+    Neo4jError,
+    ServiceUnavailable,
+    SessionExpired,
+    UnsupportedServerProduct,
+)
+from neo4j.exceptions import ConfigurationError as DriverConfigurationError
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from graph import neo4j_cypher as cypher
+from graph.errors import (
+    ClassifiedStoreError,
+    FatalStoreError,
+    PermanentStoreError,
+    TransientStoreError,
+)
 from graph.store import GraphSnapshot
 from lineage.alerts import Alert
 from lineage.errors import StoreError
@@ -83,14 +106,50 @@ from lineage.ports import Facts, FirstRun, History, Request, Window, Writes
 from lineage.report import Tally, tally
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: Rows per inner transaction of ``clear``: bounded memory however big the graph is.
 CLEAR_BATCH: Final = 10_000
 #: Bolt only: a unit of work needs a multi-statement transaction, which the HTTP API lacks.
 SCHEMES: Final = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
 SCHEMA_TIMEOUT_SECONDS: Final = 300
+#: An auto-commit read is retried on transient errors this many times in all (tenacity,
+#: exponential backoff from this delay). Longer outages are the caller's to wait out.
 READ_ATTEMPTS: Final = 3
 READ_RETRY_DELAY_SECONDS: Final = 0.1
+#: How long the driver's managed transactions (``execute_write``) retry transient errors
+#: (deadlocks, a lost connection, a leader switch) before giving up with a
+#: :class:`TransientStoreError`; the worker's own bounded, logged retries take over from there.
+UNIT_RETRY_SECONDS: Final = 10.0
+#: Server codes that mean "this transaction is too big (for the server's memory, or its
+#: timeout)": the same work fails again (the driver would retry the pool one as transient),
+#: smaller pieces may pass.
+OVERSIZE_CODES: Final = frozenset(
+    {
+        "Neo.ClientError.General.TransactionOutOfMemoryError",
+        "Neo.ClientError.Transaction.TransactionTimedOut",
+        "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration",
+        "Neo.TransientError.General.MemoryPoolOutOfMemoryError",
+        "Neo.TransientError.General.TransactionMemoryLimit",
+        "Neo.TransientError.General.OutOfMemoryError",
+    }
+)
+#: A transaction the server killed (an administrator, or a server shutting down): client
+#: errors since Neo4j 5, but nothing the work did; retry it.
+TERMINATED_CODES: Final = frozenset(
+    {
+        "Neo.ClientError.Transaction.Terminated",
+        "Neo.ClientError.Transaction.LockClientStopped",
+    }
+)
+#: Server codes no retry and no dead letter can fix (besides every ``Neo.ClientError.Security``
+#: code but the one the driver itself treats as transient).
+FATAL_CODES: Final = frozenset(
+    {
+        "Neo.ClientError.Database.DatabaseNotFound",
+        "Neo.ClientError.Database.ExistingDatabaseFound",
+    }
+)
 #: Below every event time (1970..2100): an arrivals window with no lower bound.
 NO_LOWER_BOUND: Final = -(2**62)
 
@@ -215,6 +274,47 @@ def _fact_params(rows: FactRows | None) -> dict[str, list[Row]]:
     }
 
 
+def _code(exc: Neo4jError | DriverError) -> str:
+    code = exc.code if isinstance(exc, Neo4jError) else None
+    return code or type(exc).__name__
+
+
+def _kind(exc: Neo4jError | DriverError) -> str:
+    """``fatal``, ``oversize``, ``permanent`` or ``transient`` (see :mod:`graph.errors`).
+
+    Transient: the connection-level driver errors (unreachable, session expired, a commit whose
+    outcome is unknown: re-running a unit is safe, every write is a keyed MERGE), the pool, and
+    every error the driver marks retryable (``TransientError``: deadlocks, leader switches),
+    except running out of transaction memory. A ``DatabaseError`` (the server failed, not the
+    request) is retried too: it is never the event's fault, so it must not dead-letter one.
+    Permanent: every other ``ClientError`` (constraint violations, type errors, a timeout the
+    transaction hit) and driver usage errors.
+    """
+    code = exc.code if isinstance(exc, Neo4jError) else None
+    if code in OVERSIZE_CODES:
+        return "oversize"
+    if isinstance(exc, AuthError | DriverConfigurationError | UnsupportedServerProduct):
+        return "fatal"
+    if code is not None and (
+        code in FATAL_CODES
+        or (code.startswith("Neo.ClientError.Security.") and not exc.is_retryable())
+    ):
+        return "fatal"
+    if isinstance(exc, ServiceUnavailable | SessionExpired | ConnectionPoolError):
+        return "transient"  # IncompleteCommit (a ServiceUnavailable) included, see above
+    if exc.is_retryable():
+        return "transient"
+    if code in TERMINATED_CODES:
+        return "transient"
+    if isinstance(exc, ClientError | DriverError):
+        return "permanent"
+    return "transient"  # DatabaseError, or a server error class this driver does not know
+
+
+def _retry_read(exc: BaseException) -> bool:
+    return isinstance(exc, Neo4jError | DriverError) and _kind(exc) == "transient"
+
+
 class Neo4jStore:
     """A ``GraphStore`` backed by one Neo4j database; safe to share across threads."""
 
@@ -231,6 +331,7 @@ class Neo4jStore:
             self._driver: Driver = GraphDatabase.driver(
                 uri,
                 auth=(user, password),
+                max_transaction_retry_time=UNIT_RETRY_SECONDS,
                 # the server skips building notifications nobody reads
                 notifications_min_severity=NotificationMinimumSeverity.OFF,
             )
@@ -252,19 +353,37 @@ class Neo4jStore:
     # -- plumbing --------------------------------------------------------------------------
     @contextmanager
     def _translated(self, action: str) -> Iterator[None]:
-        """One error family for callers; the driver's exception stays chained as the cause."""
-        where = f"Neo4j at {self._uri} (database {self._database!r})"
+        """One error family for callers, classified by what the caller should do about it
+        (:mod:`graph.errors`); the driver's exception stays chained as the cause."""
         try:
             yield
-        except AuthError as exc:
-            raise StoreError(
-                f"{where} rejected the credentials of user {self._user!r} while {action}: "
-                "check the Neo4j user and password"
-            ) from exc
-        except ServiceUnavailable as exc:
-            raise StoreError(f"{where} is unreachable while {action}: {exc}") from exc
         except (Neo4jError, DriverError) as exc:
-            raise StoreError(f"{where} failed while {action}: {exc}") from exc
+            raise self._classified(action, exc) from exc
+
+    def _classified(self, action: str, exc: Neo4jError | DriverError) -> ClassifiedStoreError:
+        where = f"Neo4j at {self._uri} (database {self._database!r})"
+        code = _code(exc)
+        if isinstance(exc, AuthError):
+            return FatalStoreError(
+                f"{where} rejected the credentials of user {self._user!r} while {action}: "
+                "check the Neo4j user and password",
+                code,
+            )
+        kind = _kind(exc)
+        if kind == "fatal":
+            return FatalStoreError(f"{where} cannot serve this client while {action}: {exc}", code)
+        if kind == "oversize":
+            return PermanentStoreError(
+                f"{where} refused a transaction too large for its memory limit while {action}"
+                f": {exc}",
+                code,
+                oversize=True,
+            )
+        if kind == "permanent":
+            return PermanentStoreError(f"{where} refused the work while {action}: {exc}", code)
+        if isinstance(exc, ServiceUnavailable | SessionExpired):
+            return TransientStoreError(f"{where} is unreachable while {action}: {exc}", code)
+        return TransientStoreError(f"{where} failed while {action}: {exc}", code)
 
     def _session(self, mode: str = WRITE_ACCESS) -> Session:
         return self._driver.session(
@@ -286,6 +405,10 @@ class Neo4jStore:
             self._unit.tx = tx
             try:
                 return work()
+            except Neo4jError as exc:
+                if _kind(exc) == "oversize":  # not retryable by the driver, whatever its class
+                    raise self._classified("running a unit of work", exc) from exc
+                raise
             finally:
                 self._unit.tx = None
 
@@ -294,22 +417,29 @@ class Neo4jStore:
 
     def _read(self, action: str, query: LiteralString, **params: Any) -> list[Record]:
         """One auto-commit query: a single round trip, where a managed transaction takes two
-        (BEGIN+RUN, COMMIT). Errors the driver marks retryable are retried briefly. Inside
+        (BEGIN+RUN, COMMIT). Transient errors are retried briefly (tenacity). Inside
         ``atomically`` it runs in the unit's transaction (and sees its writes)."""
         tx = self._current()
         if tx is not None:  # driver errors reach the unit's retry loop untranslated
             return list(tx.run(query, params))
-        attempt = 1
+        retrying = Retrying(
+            stop=stop_after_attempt(READ_ATTEMPTS),
+            wait=wait_exponential(multiplier=READ_RETRY_DELAY_SECONDS),
+            retry=retry_if_exception(_retry_read),
+            before_sleep=lambda state: log.warning(
+                "%s failed (attempt %d: %s), retrying in %.1fs",
+                action,
+                state.attempt_number,
+                type(state.outcome.exception()).__name__ if state.outcome else "?",
+                state.upcoming_sleep,
+            ),
+            reraise=True,
+        )
         with self._translated(action):
-            while True:
-                try:
-                    with self._session(READ_ACCESS) as session:
-                        return list(session.run(query, params))
-                except (Neo4jError, DriverError) as exc:
-                    if attempt >= READ_ATTEMPTS or not exc.is_retryable():
-                        raise
-                time.sleep(READ_RETRY_DELAY_SECONDS * attempt)
-                attempt += 1
+            for attempt in retrying:
+                with attempt, self._session(READ_ACCESS) as session:
+                    return list(session.run(query, params))
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _write(self, action: str, query: LiteralString, **params: Any) -> None:
         """One statement in the open unit, or in its own retried write transaction."""

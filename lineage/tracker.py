@@ -1,4 +1,4 @@
-"""The one place events become graph state and alerts; every adapter (CLI, faust) calls this."""
+"""The one place events become graph state and alerts; every adapter (CLI, worker) calls this."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The modes differ in what a durable append implies, not in what the core computes
 
 - embedded (:class:`InOneTransaction`): log and projection share a SQLite database, so the
   append, the projection, its alerts and the outbox commit together;
-- producer (:class:`AppendOnly`): the Kafka log only; the faust worker applies;
+- producer (:class:`AppendOnly`): the Kafka log only; the worker applies;
 - a local log feeding Neo4j (:class:`AppendThenApply`): two systems and no shared transaction,
   so every valid event of a batch is applied, not only the fresh ones, and re-sending a batch
   repairs a crash between the append and the apply (the tracker is idempotent).

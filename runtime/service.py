@@ -2,7 +2,7 @@
 
 Embedded (local log): a batch is appended and projected in one SQLite transaction, so its
 alerts are raised in the same call and log and graph never disagree; alerts then leave through
-the outbox. Production (Kafka log): ingest only produces; the faust worker applies.
+the outbox. Production (Kafka log): ingest only produces; the worker applies.
 """
 
 from __future__ import annotations

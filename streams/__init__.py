@@ -1,1 +1,1 @@
-"""Event transport and stream processors: the local log, Kafka producer, faust workers."""
+"""Event transport and stream processors: the local log, Kafka producer, the projector worker."""

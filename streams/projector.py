@@ -1,26 +1,64 @@
-"""The projector agent: events topic -> validation -> graph (``Tracker``) -> alerts topic.
+"""The projector: events topic -> validation -> graph (``Tracker``) -> alerts topic.
 
-Delivery: at-least-once in. ``take_events`` acks a batch only after :meth:`Projector.handle`
-returned, i.e. after the graph write, so a crash redelivers the batch; store writes are
-idempotent MERGEs and alerts are deduplicated by ``alert_id``. That gives an exactly-once
-effect because ``Tracker.apply`` commits as one store unit (``GraphStore.atomically``): a
-crash mid-way leaves nothing stored, so redelivery redoes the whole derivation.
+Delivery: at-least-once in, exactly-once effect in the graph. The worker is a plain consumer
+loop with manual commits (kafka-python, ``enable_auto_commit=False``): it polls a batch,
+applies it, publishes the alerts it stored, and only then commits the batch's offsets. Nothing
+else commits: a batch that was not applied (a crash, SIGKILL, a store that stayed away longer
+than the retry budget) is redelivered. Store writes are keyed MERGEs and ``Tracker.apply``
+commits as one store unit (``GraphStore.atomically``), so a redelivered batch is a no-op and a
+half-applied one cannot exist. (faust-streaming's ``Stream.take_events`` acks every event of a
+batch in a ``finally`` around its ``yield``: an agent that raised, or was cancelled at shutdown
+in the middle of a batch, had that batch acked and then committed, unapplied. This loop
+replaced it.)
+
+Failures, by what helps (:mod:`graph.errors`):
+
+- transient (Neo4j away, a lost connection, a deadlock; a broker away): the same call is
+  retried with exponential backoff (tenacity), each retry logged, for at most
+  ``RETRY_BUDGET_S``; then the worker stops without committing (the batch is redelivered).
+- permanent (a constraint violation, a type error, a transaction too large or too slow, an
+  exception the core raised for some event): the batch is split in halves and each half applied
+  on its own, recursively, so the events that can be applied are, and each event that still
+  fails alone is dead-lettered with its reason. At most ``2n - 1`` applies for ``n`` events:
+  it never loops.
+- fatal (credentials, a missing database): no retry and no dead letter; the worker stops.
+
 Alerts leave through the store's outbox: stored with the graph change, sent, acked by Kafka,
 then marked published, so a crash between send and mark re-sends (consumers key on alert_id).
 Invalid input goes to the dead-letter topic with its original bytes and the worker goes on.
+A first SIGTERM/SIGINT lets the batch in hand finish (applied, published, committed) and then
+stops; a second one stops at once, committing nothing more.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, TypeVar
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Protocol, TypeVar
 
-import faust
 from pydantic import ValidationError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    sleep_using_event,
+    stop_after_delay,
+    stop_when_event_set,
+    wait_exponential,
+)
 
+from graph.errors import (
+    FatalStoreError,
+    PermanentStoreError,
+    TransientStoreError,
+    is_transient,
+)
 from graph.store import GraphStore
 from lineage.alerts import Alert
 from lineage.errors import InvalidEventError, StoreError
@@ -29,23 +67,34 @@ from lineage.inbound import describe_validation_error
 from lineage.policy import Policy
 from lineage.tracker import Tracker
 from runtime.settings import Settings
-from streams.faust_app import create_app
-from streams.topics import ORIGIN_HEADER, REASON_HEADER, ProjectorTopics, declare_topics
+from streams.consumer_group import HEARTBEAT_INTERVAL_S, SESSION_TIMEOUT_S, projector_group_id
+from streams.topics import (
+    DEADLETTER_MAX_BYTES,
+    ORIGIN_HEADER,
+    REASON_HEADER,
+    TRUNCATED_HEADER,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: A batch closes at 500 events or 50 ms after its first, so an alert leaves ~100 ms after
-#: its event at low rates, and large backlogs are written in few store transactions.
+#: A batch closes at 500 events or 50 ms after its first, so an alert leaves soon after its
+#: event at low rates, and large backlogs are written in few store transactions.
 BATCH_SIZE = 500
 BATCH_WINDOW_S = 0.05
+#: How long an idle poll waits before the loop looks at the stop flag again.
+IDLE_POLL_S = 0.5
 OUTBOX_BATCH = 500
+#: Transient failures: first wait, and the cap of the doubling waits between attempts.
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
-#: Failures worth waiting out (a restarting Neo4j) rather than dead-lettering the batch. A send
-#: to Kafka is retried on any error: only the broker can make it fail.
-STORE_DOWN: tuple[type[Exception], ...] = (StoreError,)
-BROKER_DOWN: tuple[type[Exception], ...] = (Exception,)
+#: How long one call (an apply, a publish, a commit) is retried before the worker gives up and
+#: stops, uncommitted: a Neo4j restart or a broker failover of a few minutes is waited out.
+RETRY_BUDGET_S = 300.0
+#: Kafka evicts a consumer that does not poll for this long; above the retry budget, so a
+#: worker waiting out an outage keeps its partitions.
+MAX_POLL_INTERVAL_S = RETRY_BUDGET_S + 120.0
+PRODUCER_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,11 +113,12 @@ class Rejected:
 
 
 class Outlet(Protocol):
-    """Where the projector's output goes; both methods return once the broker acked."""
+    """Where the projector's output goes; both methods return once the broker acked, and raise
+    a :class:`TransientStoreError` when retrying can help."""
 
-    async def publish_alerts(self, alerts: Sequence[Alert]) -> None: ...
+    def publish_alerts(self, alerts: Sequence[Alert]) -> None: ...
 
-    async def dead_letter(self, rejects: Sequence[Rejected]) -> None: ...
+    def dead_letter(self, rejects: Sequence[Rejected]) -> None: ...
 
 
 Accepted = tuple[Event, Inbound]
@@ -94,130 +144,353 @@ def triage(tracker: Tracker, batch: Sequence[Inbound]) -> tuple[list[Accepted], 
     return accepted, rejected
 
 
-async def retrying(
-    operation: Callable[[], Awaitable[T]], what: str, transient: tuple[type[Exception], ...]
-) -> T:
-    """Run until it succeeds, backing off on ``transient`` errors: a batch must not be acked
-    (and so lost) because a server was briefly away. Cancellation still stops it."""
-    delay = RETRY_FIRST_S
-    while True:
-        try:
-            return await operation()
-        except transient as exc:
-            log.warning("%s failed (%s), retrying in %.1fs", what, type(exc).__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
+def apply_failure_reason(exc: BaseException) -> str:
+    """A dead letter's reason for an event the store or the core refused: the server's status
+    code or the exception's type, never its message (which can quote stored values)."""
+    if isinstance(exc, PermanentStoreError):
+        if exc.oversize:
+            return f"apply failed: too large for one graph store transaction ({exc.code})"
+        return f"apply failed: refused by the graph store ({exc.code})"
+    return f"apply failed: {type(exc).__name__}"
+
+
+@dataclass
+class Counters:
+    applied: int = 0
+    dead_lettered: int = 0
+    splits: int = 0
+    retries: int = 0
+    published: int = 0
+
+
+@dataclass
+class Retry:
+    """Bounded retries of transient failures (tenacity): exponential backoff from
+    ``RETRY_FIRST_S`` to ``RETRY_MAX_S``, every retry logged, at most ``budget_s`` per call;
+    ``stop`` (set by SIGTERM) ends the waiting early. The last error is re-raised."""
+
+    budget_s: float = RETRY_BUDGET_S
+    stop: threading.Event = field(default_factory=threading.Event)
+    first_s: float = RETRY_FIRST_S
+    max_s: float = RETRY_MAX_S
+    counters: Counters = field(default_factory=Counters)
+
+    def __call__(self, what: str, function: Callable[..., T], *args: Any) -> T:
+        def before_sleep(state: RetryCallState) -> None:
+            self.counters.retries += 1
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "%s failed (attempt %d, %.1fs so far: %s: %s); retrying in %.1fs",
+                what,
+                state.attempt_number,
+                state.seconds_since_start,
+                type(exc).__name__,
+                _short(exc),
+                state.upcoming_sleep,
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_exponential(multiplier=self.first_s, max=self.max_s),
+            stop=stop_after_delay(self.budget_s) | stop_when_event_set(self.stop),
+            sleep=sleep_using_event(self.stop),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(function, *args)
+
+
+def _short(exc: BaseException | None, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Projector:
-    """Applies batches and drains the outbox; faust-free, so it can be driven by any loop."""
+    """Applies batches and drains the outbox; transport-free, so any loop (and the unit tests'
+    fake outlet) can drive it. Raises only what must stop the worker: a fatal store error, or
+    a transient one that outlived the retry budget (the caller must then not commit)."""
 
-    def __init__(self, store: GraphStore, policy: Policy, outlet: Outlet) -> None:
+    def __init__(
+        self, store: GraphStore, policy: Policy, outlet: Outlet, retry: Retry | None = None
+    ) -> None:
         self._store = store
         self._tracker = Tracker(store, policy)
         self._outlet = outlet
+        self.retry = retry or Retry()
+        self.counters = self.retry.counters
 
-    async def handle(self, batch: Sequence[Inbound]) -> None:
+    def handle(self, batch: Sequence[Inbound]) -> None:
         accepted, rejected = triage(self._tracker, batch)
         if rejected:
-            await retrying(
-                lambda: self._outlet.dead_letter(rejected), "dead-lettering", BROKER_DOWN
-            )
+            self.retry("dead-lettering", self._outlet.dead_letter, rejected)
+            self.counters.dead_lettered += len(rejected)
             log.warning("dead-lettered %d invalid message(s)", len(rejected))
         if accepted:
-            await self._apply(accepted)
-        await self.drain_outbox()
+            self._apply(accepted)
+        self.drain_outbox()
 
-    async def drain_outbox(self) -> int:
+    def drain_outbox(self) -> int:
         sent = 0
-        while pending := await self._store_call(self._store.unpublished_alerts, OUTBOX_BATCH):
-            await retrying(
-                lambda: self._outlet.publish_alerts(pending), "publishing alerts", BROKER_DOWN
-            )
-            await self._store_call(self._store.mark_published, pending)
+        while pending := self.retry(
+            "reading the alert outbox", self._store.unpublished_alerts, OUTBOX_BATCH
+        ):
+            self.retry("publishing alerts", self._outlet.publish_alerts, pending)
+            self.retry("marking alerts published", self._store.mark_published, pending)
             sent += len(pending)
         if sent:
+            self.counters.published += sent
             log.info("published %d alert(s)", sent)
         return sent
 
-    async def _apply(self, accepted: list[Accepted]) -> None:
-        """Apply a batch; if it fails for a non-transient reason (a bug some event triggers),
-        apply one by one and dead-letter the culprits instead of acking them unapplied."""
+    def _apply(self, accepted: list[Accepted]) -> None:
+        """Apply events as one unit; if the store or the core refuses them for good, bisect:
+        each half is applied on its own, down to single events, which are dead-lettered."""
+        events = [event for event, _ in accepted]
         try:
-            await self._store_call(self._tracker.apply, [event for event, _ in accepted])
+            self.retry(f"applying {len(events)} event(s)", self._tracker.apply, events)
+        except FatalStoreError:
+            raise
         except Exception as exc:
+            if is_transient(exc):
+                raise  # the budget is spent: stop uncommitted, never dead-letter for this
             if len(accepted) > 1:
-                for one in accepted:
-                    await self._apply([one])
+                self.counters.splits += 1
+                log.warning(
+                    "a batch of %d event(s) was refused (%s); applying it in halves",
+                    len(accepted),
+                    apply_failure_reason(exc),
+                )
+                middle = len(accepted) // 2
+                self._apply(accepted[:middle])
+                self._apply(accepted[middle:])
                 return
             _, item = accepted[0]
-            reason = f"apply failed: {type(exc).__name__}"
-            log.error("message at %s: %s; dead-lettered", item.origin, reason)
+            reason = apply_failure_reason(exc)
+            log.error("message at %s: %s (%s); dead-lettered", item.origin, reason, _short(exc))
             reject = Rejected(item.raw or b"", reason, item.origin, item.key)
-            await retrying(
-                lambda: self._outlet.dead_letter([reject]), "dead-lettering", BROKER_DOWN
-            )
+            self.retry("dead-lettering", self._outlet.dead_letter, [reject])
+            self.counters.dead_lettered += 1
+            return
+        self.counters.applied += len(events)
 
-    async def _store_call(self, function: Callable[..., T], *args: Any) -> T:
-        """Blocking store calls run in a thread so heartbeats and fetches keep going."""
-        return await retrying(
-            lambda: asyncio.to_thread(function, *args), "graph store call", STORE_DOWN
+
+# -- Kafka ------------------------------------------------------------------------------------
+
+
+def _broker_error(what: str, exc: Exception) -> StoreError:
+    """kafka-python errors, classified like the store's: retriable ones are transient."""
+    message = f"Kafka: cannot {what}: {type(exc).__name__}: {_short(exc)}"
+    code = type(exc).__name__
+    if getattr(exc, "retriable", False):
+        return TransientStoreError(message, code)
+    return FatalStoreError(message, code)
+
+
+class KafkaOutlet:
+    """Alerts and dead letters through one kafka-python producer (acks from all in-sync
+    replicas, idempotent); each call flushes and waits for every record's ack. A dead letter
+    over ``DEADLETTER_MAX_BYTES`` is cut there (header ``truncated``: the original size), as
+    :class:`streams.kafka_log.KafkaEventLog` does."""
+
+    def __init__(self, settings: Settings) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        self._alerts_topic = settings.alerts_topic
+        self._deadletter_topic = settings.deadletter_topic
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=settings.require_kafka(),
+                client_id="lineage-projector",
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                max_block_ms=10_000,
+            )
+        except KafkaError as exc:
+            raise _broker_error("create a producer", exc) from exc
+
+    def publish_alerts(self, alerts: Sequence[Alert]) -> None:
+        records = [
+            (alert.alert_id.encode(), alert.model_dump_json().encode(), None) for alert in alerts
+        ]
+        self._send(self._alerts_topic, records, "publish alerts")
+
+    def dead_letter(self, rejects: Sequence[Rejected]) -> None:
+        records = []
+        for reject in rejects:
+            headers = [
+                (REASON_HEADER, reject.reason.encode()),
+                (ORIGIN_HEADER, reject.origin.encode()),
+            ]
+            raw = reject.raw
+            if len(raw) > DEADLETTER_MAX_BYTES:
+                headers.append((TRUNCATED_HEADER, str(len(raw)).encode()))
+                raw = raw[:DEADLETTER_MAX_BYTES]
+            records.append((reject.key, raw, headers))
+        self._send(self._deadletter_topic, records, "dead-letter")
+
+    def _send(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]],
+        what: str,
+    ) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            futures = [
+                self._producer.send(topic, key=key, value=value, headers=headers)
+                for key, value, headers in records
+            ]
+            self._producer.flush(timeout=PRODUCER_TIMEOUT_S)
+            for future in futures:
+                future.get(timeout=PRODUCER_TIMEOUT_S)
+        except KafkaError as exc:
+            raise _broker_error(what, exc) from exc
+
+    def close(self) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            self._producer.close(timeout=PRODUCER_TIMEOUT_S)
+        except KafkaError as exc:
+            log.warning("closing the producer: %s", _short(exc))
+
+
+def create_consumer(settings: Settings) -> Any:
+    """The projector group's consumer: manual commits only, batches of ``BATCH_SIZE``, one
+    subscription, partitions split between the group's workers by Kafka (the producers key
+    events by identifier or dataset, so a key's events go to one worker)."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.require_kafka(),
+            group_id=projector_group_id(settings),
+            client_id="lineage-projector",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=BATCH_SIZE,
+            session_timeout_ms=int(SESSION_TIMEOUT_S * 1000),
+            heartbeat_interval_ms=int(HEARTBEAT_INTERVAL_S * 1000),
+            max_poll_interval_ms=int(MAX_POLL_INTERVAL_S * 1000),
         )
+        consumer.subscribe([settings.events_topic])
+    except KafkaError as exc:
+        raise _broker_error("create the projector's consumer", exc) from exc
+    return consumer
 
 
-class FaustOutlet:
-    def __init__(self, topics: ProjectorTopics) -> None:
-        self._topics = topics
-
-    async def publish_alerts(self, alerts: Sequence[Alert]) -> None:
-        futures = [
-            await self._topics.alerts.send(
-                key=alert.alert_id.encode(), value=alert.model_dump_json().encode(), force=True
-            )
-            for alert in alerts
-        ]
-        await asyncio.gather(*futures)
-
-    async def dead_letter(self, rejects: Sequence[Rejected]) -> None:
-        futures = [
-            await self._topics.deadletter.send(
-                key=reject.key,
-                value=reject.raw,
-                headers=[
-                    (REASON_HEADER, reject.reason.encode()),
-                    (ORIGIN_HEADER, reject.origin.encode()),
-                ],
-                force=True,
-            )
-            for reject in rejects
-        ]
-        await asyncio.gather(*futures)
+def poll_batch(consumer: Any, stop: threading.Event) -> list[Any]:
+    """Up to ``BATCH_SIZE`` records: what the first poll brings, topped up for at most
+    ``BATCH_WINDOW_S``. Empty when nothing came within ``IDLE_POLL_S`` or on stop."""
+    records: list[Any] = []
+    timeout_s = IDLE_POLL_S
+    deadline: float | None = None
+    while len(records) < BATCH_SIZE and not stop.is_set():
+        polled = consumer.poll(
+            timeout_ms=max(1, math.ceil(timeout_s * 1000)), max_records=BATCH_SIZE - len(records)
+        )
+        for batch in polled.values():
+            records += batch
+        if not records:
+            break
+        if deadline is None:
+            deadline = time.monotonic() + BATCH_WINDOW_S
+        timeout_s = deadline - time.monotonic()
+        if timeout_s <= 0:
+            break
+    return records
 
 
-def create_worker_app(settings: Settings, store: GraphStore, policy: Policy) -> faust.App:
-    """The faust app with the projector agent on the events topic (one stream, all partitions
-    assigned to this worker, one batch at a time: store calls never overlap)."""
-    app = create_app(settings)
-    topics = declare_topics(app, settings)
-    projector = Projector(store, policy, FaustOutlet(topics))
+def commit_batch(consumer: Any, records: Sequence[Any], retry: Retry) -> None:
+    """Commit the offsets after the batch's last record of each partition. A commit the group
+    refuses (it rebalanced meanwhile) is logged and skipped: the batch is applied, and its
+    redelivery to the partition's new owner is a no-op."""
+    from kafka import TopicPartition
+    from kafka.errors import CommitFailedError, KafkaError
+    from kafka.structs import OffsetAndMetadata
 
-    async def project(stream: Any) -> None:
-        await projector.drain_outbox()  # alerts stored before a crash but never confirmed sent
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WINDOW_S):
-            batch = [Inbound(e.value, _origin(e.message), e.key) for e in events]
-            await projector.handle(batch)
+    ends: dict[Any, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        ends[tp] = max(ends.get(tp, 0), record.offset + 1)
+    offsets = {tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()}
 
-    app.agent(topics.events, name="lineage-projector")(project)
-    return app
+    def commit() -> None:
+        try:
+            consumer.commit(offsets)
+        except CommitFailedError as exc:
+            log.warning("offsets not committed (%s): the batch will be redelivered", _short(exc))
+        except KafkaError as exc:
+            raise _broker_error("commit offsets", exc) from exc
+
+    retry("committing offsets", commit)
 
 
-def _origin(message: Any) -> str:
-    return f"{message.topic}:{message.partition}:{message.offset}"
+def consume(
+    consumer: Any, projector: Projector, stop: threading.Event, max_batches: int | None = None
+) -> None:
+    """The loop: poll a batch, apply it, publish its alerts, commit it; until ``stop``."""
+    projector.drain_outbox()  # alerts stored before a crash but never confirmed sent
+    batches = 0
+    while not stop.is_set() and (max_batches is None or batches < max_batches):
+        records = poll_batch(consumer, stop)
+        if not records:
+            continue
+        batch = [Inbound(r.value, f"{r.topic}:{r.partition}:{r.offset}", r.key) for r in records]
+        projector.handle(batch)
+        commit_batch(consumer, records, projector.retry)
+        batches += 1
 
 
-def run_worker(settings: Settings, store: GraphStore, policy: Policy, loglevel: str) -> NoReturn:
-    """Run the faust worker in this process until SIGTERM/SIGINT (faust handles both)."""
-    app = create_worker_app(settings, store, policy)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    worker.spinner = None  # it writes terminal escape codes even when logs go to a file
-    worker.execute_from_commandline()
+def run_worker(settings: Settings, store: GraphStore, policy: Policy, loglevel: str) -> None:
+    """Run the projector in this process until SIGTERM/SIGINT: the first lets the batch in
+    hand finish and be committed, a second stops at once. Raises a ``StoreError`` when it has
+    to stop (a fatal error, or an outage longer than the retry budget), nothing committed for
+    the batch in hand."""
+    level = logging.getLevelName(loglevel.upper())
+    logging.basicConfig(
+        level=level if isinstance(level, int) else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: stop now, nothing more is committed
+        log.warning("%s: finishing the batch in hand, then stopping", signal.strsignal(signum))
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    outlet: KafkaOutlet | None = None
+    consumer = None
+    try:
+        outlet = KafkaOutlet(settings)
+        consumer = create_consumer(settings)
+        projector = Projector(store, policy, outlet, Retry(stop=stop))
+        try:
+            consume(consumer, projector, stop)
+        except KeyboardInterrupt:
+            log.warning("stopped in the middle of a batch: it was not committed")
+        except StoreError as exc:
+            if not stop.is_set() or isinstance(exc, FatalStoreError):
+                raise
+            log.warning("stopped while retrying (%s): the batch was not committed", _short(exc))
+        counters = projector.counters
+        log.warning(
+            "projector stopped: %d applied, %d dead-lettered, %d published, %d retries",
+            counters.applied,
+            counters.dead_lettered,
+            counters.published,
+            counters.retries,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if consumer is not None:
+            consumer.close(autocommit=False)
+        if outlet is not None:
+            outlet.close()

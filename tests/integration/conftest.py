@@ -35,7 +35,7 @@ from lineage.policy import Policy
 from lineage.reference_case import ReferenceCase, generate
 from lineage.tracker import Tracker
 from runtime.settings import Settings
-from streams.faust_app import projector_group_id
+from streams.consumer_group import projector_group_id
 from streams.kafka_log import KafkaEventLog
 from tests.conftest import TEST_KEY, require_service
 

@@ -1,5 +1,5 @@
 """The production pipeline end to end, on the real broker and the real Neo4j (no mocks):
-producer (kafka-python) -> events topic -> ``lineage worker`` (faust, a subprocess) ->
+producer (kafka-python) -> events topic -> ``lineage worker`` (a subprocess) ->
 Neo4j -> alerts topic. Each pipeline has its own topics and starts from an empty graph.
 """
 
@@ -35,7 +35,7 @@ from lineage.reference_case import (
     ReferenceCase,
 )
 from streams.alerts_follow import follow_alerts
-from streams.faust_app import projector_group_id
+from streams.consumer_group import projector_group_id
 from streams.kafka_log import ensure_topics, partition_key
 from streams.projector import OUTBOX_BATCH
 from tests.integration.conftest import ROOT, Pipeline, Reference, reference_of

@@ -73,7 +73,9 @@ def test_help_imports_no_driver_and_no_model() -> None:
     assert "typer" in loaded  # the parse did run
 
 
-@pytest.mark.parametrize("command", ["trace", "ingest", "worker", "alerts", "dead-letters", "webhook"])
+@pytest.mark.parametrize(
+    "command", ["trace", "ingest", "worker", "alerts", "dead-letters", "webhook"]
+)
 def test_command_help_imports_no_driver(command: str) -> None:
     """typer itself parses a command's parameters with pydantic; nothing more is loaded."""
     loaded = _imported([command, "--help"])
