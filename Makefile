@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test bench services-start services-stop
+.PHONY: install demo test bench bench-smoke services-start services-stop
 install: $(VENV)/.installed
 
 demo: install
@@ -18,8 +18,22 @@ demo: install
 test: install
 	bash scripts/test.sh
 
+# The embedded harnesses run without the services' variables (they would switch to Kafka mode).
+EMBEDDED = env -u LINEAGE_KAFKA_BOOTSTRAP -u LINEAGE_NEO4J_URI -u LINEAGE_STORE -u LINEAGE_LOG
+
+# The figures in BENCHMARKS.md (each beside its baseline, in the same run). The 850k-user
+# embedded comparison takes about 25 minutes on 2 cores; the Neo4j rows need the services.
 bench: install
-	$(VENV)/bin/python -m bench.propagation --users 20000 --users 200000
+	$(EMBEDDED) $(VENV)/bin/python -m bench.embedded_scale --users 850000 --old 0386860
+	$(EMBEDDED) $(VENV)/bin/python -m bench.propagation --users 20000 --users 200000
+	$(VENV)/bin/python -m bench.neo4j_tracker --users 1000
+
+# A smoke size of every harness, run by CI so that they keep working (no figures kept).
+bench-smoke: install
+	$(EMBEDDED) $(VENV)/bin/python -m bench.embedded_scale --users 2000
+	$(EMBEDDED) $(VENV)/bin/python -m bench.propagation --users 2000
+	$(EMBEDDED) $(VENV)/bin/python -m bench.scale --users 2000
+	$(VENV)/bin/python -m bench.neo4j_tracker --users 200
 
 services-start:
 	bash services/svc start

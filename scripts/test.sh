@@ -19,3 +19,7 @@ export LINEAGE_REQUIRE_SERVICES=1
 echo "== ruff"; "$VENV/bin/ruff" check .
 echo "== mypy"; "$VENV/bin/mypy"
 echo "== pytest"; "$VENV/bin/python" -m pytest -q --timeout 600 "$@"
+if [ "$#" = 0 ]; then
+    echo "== bench smoke (BENCHMARKS.md: the harnesses still run; figures come from make bench)"
+    make --no-print-directory bench-smoke VENV="$VENV" >/dev/null
+fi
