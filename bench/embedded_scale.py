@@ -112,19 +112,22 @@ def _run(tree: Path, home: Path, args: list[str]) -> tuple[float, int, str, int]
     )
     assert process.stdout is not None
     sampled = [0]
+    exited = threading.Event()
 
     def watch() -> None:
-        while process.poll() is None:
+        # Never poll() here: that would reap the child before wait4 reads its usage.
+        while not exited.wait(0.2):
             hwm = _hwm_mib(process.pid)
             if hwm is not None:
                 sampled[0] = max(sampled[0], hwm)
-            time.sleep(0.2)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     out = process.stdout.read().decode()
     _, status, usage = os.wait4(process.pid, 0)
+    exited.set()
     watcher.join()
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         raise RuntimeError(f"lineage {args[0]} failed in {tree}")
