@@ -13,6 +13,7 @@ from rich.tree import Tree
 
 from lineage.alerts import Alert
 from lineage.events import from_micros
+from lineage.identifiers import mask_email
 from lineage.report import ViolationReport
 from lineage.trace import Trace, TraceNode
 
@@ -29,7 +30,7 @@ _MIN_PHONE_DIGITS = 8
 def masked_text(text: str, phones: bool = True) -> str:
     """``text`` with email- and phone-shaped substrings masked; ``phones=False`` masks emails
     only (for origins such as ``topic:partition:offset``, whose numbers are not phones)."""
-    text = _EMAIL.sub(lambda m: f"{m.group(1)[:1]}***@{m.group(2)}", text)
+    text = _EMAIL.sub(lambda m: mask_email(f"{m.group(1)}@{m.group(2)}"), text)
     if not phones:
         return text
 

@@ -258,7 +258,7 @@ class SqliteStore:
         ):
             facts.alerts[aid] = Alert.model_validate_json(body)
         if request.state is not None:
-            facts.state = self._state(request.state, ids)
+            facts.state = self._state(request.state, ids, refs)
         return facts  # fmt: skip
 
     def _arrivals(self, window: Window) -> list[Copy]:
@@ -355,14 +355,18 @@ class SqliteStore:
             keys, len(names), f"SELECT {select} FROM k JOIN {table} t ON {on}")}  # fmt: skip
 
     def _present_of(
-        self, keys: Iterable[tuple[Any, ...]], ids: dict[str, int], table: str, columns: str
+        self,
+        keys: Iterable[tuple[Any, ...]],
+        ids: dict[str, int],
+        refs: dict[int, str],
+        table: str,
+        columns: str,
     ) -> set[Any]:
         """``_present`` for keys that start with an identifier ref (the table: its id)."""
-        refs = {i: r for r, i in ids.items()}
         found = self._present(_by_id(keys, ids), table, columns)
         return {(refs[key[0]], *key[1:]) for key in found}
 
-    def _state(self, keys: StateKeys, ids: dict[str, int]) -> State:
+    def _state(self, keys: StateKeys, ids: dict[str, int], refs: dict[int, str]) -> State:
         state = State()
         for ref, node in self._nodes(keys.identifiers, ids).items():
             state.identifiers[ref] = NodeState(set(node.erasures), set(node.subjects))
@@ -371,13 +375,13 @@ class SqliteStore:
         }
         state.jobs = {j for (j,) in self._present(((j,) for j in keys.jobs), "jobs", "name")}
         state.collections = self._present_of(
-            keys.collections, ids, "collections", "ident, dataset, purpose, at, event_id"
+            keys.collections, ids, refs, "collections", "ident, dataset, purpose, at, event_id"
         )
         state.carried = self._present_of(
-            keys.carried, ids, "carried", "ident, source, target, job, at, event_id"
+            keys.carried, ids, refs, "carried", "ident, source, target, job, at, event_id"
         )
         state.specific = self._present_of(
-            keys.specific, ids, "specific", "ident, dataset, purpose, job, at, event_id"
+            keys.specific, ids, refs, "specific", "ident, dataset, purpose, job, at, event_id"
         )
         edges = {key[:4] for key in keys.runs}
         state.edges = self._present(edges, "edges", "kind, a, b, job")
