@@ -168,13 +168,20 @@ def ingest(
 
         def lines() -> Iterator[bytes]:
             nonlocal read
+            unshown = 0  # bytes read but not yet on the bar: it is moved every 1,000 lines
             for line in handle:  # streamed: files of millions of events are fine
                 read += 1
-                bar.advance(task, len(line))
+                unshown += len(line)
+                if read % 1000 == 0:
+                    bar.advance(task, unshown)
+                    unshown = 0
                 yield line
+            bar.advance(task, unshown)
 
         try:
-            report = service.ingest(lines(), origin=str(file), keep_alerts=False)
+            report = service.ingest(
+                lines(), origin=str(file), keep_alerts=False, complete=file.is_file()
+            )
         except StoreError as exc:
             if service.settings.log_kind != "kafka":
                 raise
@@ -397,7 +404,9 @@ def demo(
     lines = [json.dumps(record) for record in case.records]
     with _service(as_json) as service, _progress("demo") as bar:
         task = bar.add_task("demo", total=len(lines))
-        ingested = service.ingest(lines, origin="demo", progress=lambda n: bar.advance(task, n))
+        ingested = service.ingest(
+            lines, origin="demo", progress=lambda n: bar.advance(task, n), complete=True
+        )
         found = service.alerts()
         summary = service.report()
     after_fix = [a for a in found if a.occurred_at >= FIX]

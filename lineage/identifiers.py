@@ -149,6 +149,22 @@ class Pseudonymizer:
         self._seen[key] = found
         return found
 
+    def learn(self, category: Category, raw: str, ref: str, display: str | None) -> None:
+        """Remember what another process computed for a raw value with this same key and
+        region (:meth:`fresh`), so :meth:`identifier` finds it without parsing again."""
+        key = (category, raw)
+        if key in self._seen:
+            return
+        if len(self._seen) >= MEMO_ENTRIES:
+            self._seen.clear()
+        self._seen[key] = IdentifierRef.model_construct(
+            category=category, ref=ref, display=display
+        )
+
+    def fresh(self) -> Pseudonymizer:
+        """The same key and region with an empty memo: what a helper process starts from."""
+        return Pseudonymizer(self._key, self.default_region)
+
     def subject(self, raw: str) -> str:
         """Account ids are personal data too; they are hashed in their own namespace."""
         return self._digest("subject", raw.strip())

@@ -212,6 +212,29 @@ class InboundParser:
         return ref  # the model itself: the event model takes it without validating it again
 
 
+def raw_identifiers(line: str | bytes) -> list[tuple[Category, str]]:
+    """The raw (category, value) pairs ``parse_line`` would pseudonymize, best effort: a line
+    it would reject gives what could be found or nothing (the parse itself says why). Lets
+    another process normalize a block of lines ahead of the parse (runtime/parse_ahead.py)."""
+    try:
+        record = json.loads(check_line_bounds(line))
+    except (InvalidEventError, ValueError, RecursionError):
+        return []
+    if not isinstance(record, dict):
+        return []
+    values = [record.get("identifier")]
+    if isinstance(record.get("identifiers"), list):
+        values += record["identifiers"]
+    found: list[tuple[Category, str]] = []
+    for value in values:
+        if isinstance(value, dict) and len(value) == 1:
+            for category in CATEGORIES:
+                raw = value.get(category)
+                if isinstance(raw, str):
+                    found.append((category, raw))
+    return found
+
+
 def _plain(value: Any) -> Any:
     """Refs as the JSON they were before models were passed along (event ids stay stable)."""
     if isinstance(value, IdentifierRef):
