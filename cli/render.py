@@ -8,12 +8,13 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
 from lineage.alerts import Alert
 from lineage.events import from_micros
-from lineage.identifiers import mask_email
+from lineage.identifiers import mask_email, shown
 from lineage.report import ViolationReport
 from lineage.trace import Trace, TraceNode
 
@@ -90,10 +91,11 @@ def print_trace(console: Console, trace: Trace) -> None:
 
 
 def print_alerts(console: Console, alerts: list[Alert], limit: int | None = None) -> None:
-    shown = alerts if limit is None else alerts[:limit]
-    for alert in shown:
+    listed = alerts if limit is None else alerts[:limit]
+    for alert in listed:
+        who = shown(alert.display, alert.identifier)
         console.print(
-            f"[bold red]{alert.rule}[/] {alert.display} ({alert.category}) "
+            f"[bold red]{alert.rule}[/] {escape(who)} ({alert.category}) "
             f"at {alert.occurred_at:%Y-%m-%d %H:%M} id {alert.alert_id}"
         )
         for step in alert.evidence:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from typing import Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lineage.errors import ConfigurationError, InvalidIdentifierError
 
@@ -27,6 +28,20 @@ DATA_CATEGORIES: dict[str, str] = {
 MIN_KEY_BYTES = 16
 
 
+#: The masked display forms this module makes (``+1 ***-***-0100``,
+#: ``j***@example.com``): the only ``display`` an already pseudonymized identifier may carry.
+#: Anything else could be the raw value itself, and would reach the log and the graph.
+MASKED_DISPLAY: dict[str, re.Pattern[str]] = {
+    "phone": re.compile(r"\+[1-9][0-9]{0,2} \*\*\*-\*\*\*-[0-9]{1,4}"),
+    # one character of the local part, then a domain: dot-separated labels of ASCII letters,
+    # digits, hyphens or any non-ASCII character (IDNA), the last one not all digits
+    "email": re.compile(
+        r"[^@\s]?\*\*\*@(?:[A-Za-z0-9\-\u00a1-\U0010ffff]+\.)+"
+        r"(?![0-9]+$)[A-Za-z0-9\-\u00a1-\U0010ffff]+"
+    ),
+}
+
+
 class IdentifierRef(BaseModel):
     """A pseudonymized identifier: what events, the graph and alerts carry instead of the value."""
 
@@ -37,6 +52,19 @@ class IdentifierRef(BaseModel):
     display: str | None = Field(
         default=None, max_length=80, description="masked form for humans, e.g. +1 ***-***-0100"
     )
+
+    @model_validator(mode="after")
+    def _display_is_a_mask(self) -> IdentifierRef:
+        """Wherever a ref comes from (a producer, the topic, the log), its ``display`` is one
+        of the masked forms: free text there could be the raw value itself."""
+        if self.display is not None and not MASKED_DISPLAY[self.category].fullmatch(self.display):
+            raise ValueError("display: not a masked form (like '+1 ***-***-0100' or 'j***@x.org')")
+        return self
+
+
+def shown(display: str | None, ref: str) -> str:
+    """What a human sees of an identifier: its mask and the first 8 hex of its keyed hash."""
+    return f"{display or 'identifier'} #{ref[:8]}"
 
 
 def normalize_phone(raw: str, default_region: str | None = None) -> str:

@@ -30,7 +30,7 @@ from lineage.events import (
     IdentifierErased,
     parse_event,
 )
-from lineage.identifiers import Category, IdentifierRef, Pseudonymizer
+from lineage.identifiers import MASKED_DISPLAY, Category, IdentifierRef, Pseudonymizer
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c4a52-8d4e-4d7c-9a65-2f0a9b7e3c11")
 CATEGORIES: tuple[Category, ...] = ("phone", "email")
@@ -63,18 +63,6 @@ _KNOWN_NAMES = frozenset(
     for name in (model.__name__, *model.model_fields)
 )
 
-#: The masked display forms :mod:`lineage.identifiers` makes (``+1 ***-***-0100``,
-#: ``j***@example.com``): the only ``display`` an already pseudonymized identifier may carry.
-#: Anything else could be the raw value itself, and would reach the log and the graph.
-MASKED_DISPLAY: dict[str, re.Pattern[str]] = {
-    "phone": re.compile(r"\+[1-9][0-9]{0,2} \*\*\*-\*\*\*-[0-9]{1,4}"),
-    # one character of the local part, then a domain: dot-separated labels of ASCII letters,
-    # digits, hyphens or any non-ASCII character (IDNA), the last one not all digits
-    "email": re.compile(
-        r"[^@\s]?\*\*\*@(?:[A-Za-z0-9\-\u00a1-\U0010ffff]+\.)+"
-        r"(?![0-9]+$)[A-Za-z0-9\-\u00a1-\U0010ffff]+"
-    ),
-}
 _DISPLAY_HINT = (
     "identifier.display: not a masked form (like '+1 ***-***-0100' or 'j***@example.com'); "
     'send the raw value as {"phone": ...} or {"email": ...}, or omit display'

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from lineage.alerts import Alert
+from lineage.identifiers import shown
 
 
 class AlertSink(Protocol):
@@ -23,7 +24,7 @@ def describe(alert: Alert) -> str:
         for step in alert.evidence
     )
     return (
-        f"ALERT {alert.rule} {alert.display or alert.identifier[:12]} "
+        f"ALERT {alert.rule} {shown(alert.display, alert.identifier)} "
         f"origin={alert.origin_purpose} at {alert.occurred_at.isoformat()}: {path}"
     )
 

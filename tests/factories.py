@@ -22,7 +22,8 @@ def at(hours: float) -> datetime:
 
 def ref(name: str, category: Category = "email") -> IdentifierRef:
     digest = hashlib.sha256(name.encode()).hexdigest()
-    return IdentifierRef(category=category, ref=digest, display=f"{name[:1]}***")
+    display = f"{name[:1]}***@example.com" if category == "email" else "+1 ***-***-0100"
+    return IdentifierRef(category=category, ref=digest, display=display)
 
 
 def ds(key: str) -> DatasetRef:

@@ -14,14 +14,21 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.render import masked_text
+from cli.render import masked_text, print_alerts
+from graph.sqlite_store import SqliteStore
+from lineage.alerts import Alert, EvidenceStep
 from lineage.errors import InvalidEventError
 from lineage.events import DataFlowed, IdentifierCollected, dump_event, parse_event
-from lineage.identifiers import Pseudonymizer
-from lineage.inbound import MASKED_DISPLAY, InboundParser
+from lineage.identifiers import MASKED_DISPLAY, Pseudonymizer
+from lineage.inbound import InboundParser
+from lineage.policy import Policy
+from lineage.tracker import Tracker
+from runtime.sinks import describe
+from streams.projector import Inbound, triage
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 RAW_EMAIL = "John.Doe@Example.com"
@@ -244,3 +251,46 @@ def test_masked_origin_keeps_offsets() -> None:
     assert masked_text("/data/john.doe@example.com.jsonl:4", phones=False) == (
         "/data/j***@example.com.jsonl:4"
     )
+
+
+# -- events that did not come through the parser (written to the topic or log directly) ---------
+def test_the_worker_dead_letters_a_raw_display_written_straight_to_the_topic(
+    policy: Policy,
+) -> None:
+    """The model itself refuses it, so the worker's triage does, with a reason that does not
+    echo the value; a masked display passes."""
+    body = {**collected({}), "event_id": "direct-1", "observed_time": "2015-01-01T00:00:00Z"}
+    body["dataset"] = {"system": "auth", "name": "db"}
+    raw = {**body, "identifier": {"category": "email", "ref": REF, "display": RAW_EMAIL}}
+    masked = {
+        **body,
+        "event_id": "direct-2",
+        "identifier": {"category": "email", "ref": REF, "display": "j***@example.com"},
+    }
+    batch = [
+        Inbound(json.dumps(record).encode(), f"events:0:{n}", None)
+        for n, record in enumerate((raw, masked))
+    ]
+    accepted, rejected = triage(Tracker(SqliteStore(":memory:"), policy), batch)
+    assert [event.event_id for event, _ in accepted] == ["direct-2"]
+    assert [r.origin for r in rejected] == ["events:0:0"]
+    assert "not a masked form" in rejected[0].reason
+    assert RAW_EMAIL.lower() not in rejected[0].reason.lower()
+
+
+def test_text_alerts_tell_apart_identifiers_that_mask_alike() -> None:
+    """``u***@example.net`` is every userN: the text forms add a tag of the keyed hash."""
+    base = Alert(
+        alert_id="a1", rule="r", severity="high", identifier="1" * 64, category="email",
+        display="u***@example.net", origin_dataset="auth:db", origin_purpose="p",
+        use_dataset="ads:m", use_job="j", use_purpose="u", occurred_at=NOW,
+        evidence=[EvidenceStep(kind="used", event_id="e", at=NOW, dataset="ads:m")],
+    )  # fmt: skip
+    other = base.model_copy(update={"alert_id": "a2", "identifier": "2" * 64})
+    lines = [describe(alert) for alert in (base, other)]
+    assert "u***@example.net #11111111" in lines[0]
+    assert "u***@example.net #22222222" in lines[1]
+    console = Console(record=True, width=200)
+    print_alerts(console, [base, other])
+    text = console.export_text()
+    assert "u***@example.net #11111111" in text and "u***@example.net #22222222" in text
