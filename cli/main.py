@@ -150,8 +150,17 @@ def ingest(
     kafka: Annotated[
         bool, typer.Option("--kafka", help="append to the Kafka events topic; the worker applies")
     ] = False,
+    input_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="events (producer records) or openlineage (RunEvents, docs/openlineage.md)",
+        ),
+    ] = "events",
 ) -> None:
     """Validate, pseudonymize and record events; bad lines are reported and dead-lettered."""
+    if input_format not in ("events", "openlineage"):
+        raise _fail(f"--format must be events or openlineage, not {input_format!r}")
     try:
         handle = sys.stdin.buffer if str(file) == "-" else file.open("rb")
         total = None if str(file) == "-" else file.stat().st_size
@@ -174,7 +183,12 @@ def ingest(
                 yield line
 
         try:
-            report = service.ingest(lines(), origin=str(file), keep_alerts=False)
+            report = service.ingest(
+                lines(),
+                origin=str(file),
+                keep_alerts=False,
+                input_format="openlineage" if input_format == "openlineage" else "events",
+            )
         except StoreError as exc:
             if service.settings.log_kind != "kafka":
                 raise

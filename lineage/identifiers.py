@@ -26,6 +26,11 @@ DATA_CATEGORIES: dict[str, str] = {
 
 MIN_KEY_BYTES = 16
 
+#: The owner of a dataset-level pseudo-identifier (``lineage.openlineage``): "the phone
+#: numbers in dataset X" belong to no one person, so reports leave it out of people and
+#: identifier counts. Not an HMAC output: no account can hash to it.
+DATASET_LEVEL_SUBJECT = hashlib.sha256(b"lineage:dataset-level subject").hexdigest()
+
 
 class IdentifierRef(BaseModel):
     """A pseudonymized identifier: what events, the graph and alerts carry instead of the value."""
