@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cli.kafka_commands import register as register_kafka_commands
+from cli.openlineage_commands import register as register_openlineage_commands
 from cli.webhook_commands import register as register_webhook_commands
 from lineage.errors import ConfigurationError, LineageError, StoreError
 
@@ -553,6 +554,7 @@ def _kafka_dead_letters(settings: Settings, as_json: bool) -> None:
 
 register_kafka_commands(app)
 register_webhook_commands(app)
+register_openlineage_commands(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point
