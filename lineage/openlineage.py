@@ -12,7 +12,7 @@ OpenLineage describes datasets and jobs, never identifiers, so its lineage is da
   a whole-dataset ``DataUsed``. The policy then raises the ordinary alert, whose evidence is the
   dataset-level path: collected in the origin dataset, flowed through jobs, used.
 
-Event ids are derived from (run id, event time, the fact), so re-delivering a RunEvent is a
+Event ids are derived from (run id, event time, job, the fact), so re-delivering a RunEvent is a
 no-op; the START and COMPLETE of one run give the same edges, and the alert dated by the
 earliest of them (docs/openlineage.md).
 """
@@ -235,7 +235,7 @@ class OpenLineageMapper:
         job = tracker_name(f"{event.job.namespace}/{event.job.name}", "job")
         producer = tracker_name(event.job.namespace, "job namespace")
         envelope = {"event_time": event.event_time, "observed_time": observed, "producer": producer}
-        run = (str(event.run.run_id), str(micros(event.event_time)))
+        run = (str(event.run.run_id), str(micros(event.event_time)), job)
 
         def event_id(*fact: str) -> str:
             return "ol-" + str(uuid.uuid5(EVENT_ID_NAMESPACE, "\x1f".join((*run, *fact))))
@@ -309,12 +309,30 @@ def _validated(model: type[F], value: Any, where: str) -> F:
 
 
 def _describe(exc: ValidationError, where: str) -> str:
-    """Field paths and messages, never input values (a facet could hold anything)."""
+    """Field paths and messages, never input values: a key the producer made up (a misspelt
+    field, a column name) is not spelled out either, as in :mod:`lineage.inbound`."""
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
-        location = ".".join(str(p) for p in error["loc"])
+        location = ".".join(
+            str(p) if isinstance(p, int) or p in _KNOWN_NAMES else "<unknown field>"
+            for p in error["loc"]
+        )
         parts.append(f"{location or 'value'}: {error['msg'].removeprefix('Value error, ')}")
     return one_line(f"{where}: " + "; ".join(dict.fromkeys(parts)))
+
+
+_MODELS: tuple[type[BaseModel], ...] = (
+    PersonalDataDatasetFacet, ColumnPersonalData, PersonalDataUseFacet, RunEvent, _Run, _Job,
+    _Dataset,
+)  # fmt: skip
+#: The names a rejection reason may spell out: the models' own fields and their aliases.
+_KNOWN_NAMES = frozenset(
+    name
+    for model in _MODELS
+    for field, info in model.model_fields.items()
+    for name in (field, info.alias)
+    if name
+)
 
 
 def facet_json_schema() -> dict[str, Any]:

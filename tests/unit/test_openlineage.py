@@ -209,9 +209,11 @@ def test_without_the_facet_only_flows(mapper: OpenLineageMapper) -> None:
         (personal("essential.service.authenticate"),
          "personalData.collectionPurpose: unknown purpose 'essential.service.authenticate'; "
          "closest known: essential.service.authentication"),
-        (personal(collectionPurpse=AUTHN), "collectionPurpse: Extra inputs are not permitted"),
+        (personal(collectionPurpse=AUTHN), "<unknown field>: Extra inputs are not permitted"),
+        ({"columns": {"john@example.com": {"category": "user.name"}}},
+         "columns.<unknown field>.category: Input should be"),
         ({"columns": {"phone": {"category": "user.name"}}},
-         "columns.phone.category: Input should be 'user.contact.phone_number' or "
+         "columns.<unknown field>.category: Input should be 'user.contact.phone_number' or "
          "'user.contact.email'"),
         ({"collectionPurpose": AUTHN}, "value: declare categories or columns"),
     ],
@@ -224,6 +226,7 @@ def test_a_bad_facet_is_an_error_with_its_reason(
     with pytest.raises(InvalidEventError) as caught:
         mapper.map(event, OBSERVED)
     assert reason in caught.value.reason
+    assert "john" not in caught.value.reason  # keys made up by the producer are not echoed
     assert caught.value.reason.startswith("auth:contact_points: personalData")
 
 
