@@ -293,3 +293,23 @@ def test_ingest_reads_the_json_lines_the_clients_file_transport_writes(tmp_path:
     ]
     again = _cli(env, "ingest", str(path), "--format", "openlineage")
     assert again == {"lines": 4, "accepted": 0, "duplicates": 6, "rejected": [], "alerts": 0}
+
+
+def test_the_server_is_the_homes_one_writer(server: Server, tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    env = {**server.env, "LINEAGE_LOCK_WAIT_SECONDS": "0.2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "ingest", str(path)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"is being written by another process (pid {server.process.pid}: main.py serve)" in (
+        " ".join(done.stderr.split())
+    )
+    assert server.stop() == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "ingest", str(path)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
