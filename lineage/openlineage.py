@@ -40,7 +40,7 @@ from lineage.events import (
     micros,
 )
 from lineage.identifiers import DATA_CATEGORIES, DATASET_LEVEL_SUBJECT, Category, IdentifierRef
-from lineage.inbound import check_line_bounds, one_line
+from lineage.inbound import check_line_bounds, describe_validation_error, one_line
 from lineage.purposes import PurposeTaxonomy
 
 #: Dataset facet: which categories a dataset holds and what they were collected for.
@@ -229,7 +229,10 @@ class OpenLineageMapper:
             event = RunEvent.model_validate(record)
         except ValidationError as exc:
             raise InvalidEventError(_describe(exc, "RunEvent")) from None
-        return list(self._events(event, observed))
+        try:
+            return list(self._events(event, observed))
+        except ValidationError as exc:  # the events' own bounds, e.g. an eventTime before 1970
+            raise InvalidEventError(describe_validation_error(exc)) from None
 
     def _events(self, event: RunEvent, observed: datetime) -> Iterator[Event]:
         job = tracker_name(f"{event.job.namespace}/{event.job.name}", "job")

@@ -244,6 +244,13 @@ def test_not_a_run_event(mapper: OpenLineageMapper) -> None:
         mapper.map({"eventTime": "2013-05-03T00:00:00Z", "job": {}}, OBSERVED)
     with pytest.raises(InvalidEventError, match="eventTime"):
         mapper.map({**sync(), "eventTime": "2013-05-03T00:00:00"}, OBSERVED)
+    with pytest.raises(InvalidEventError) as caught:
+        mapper.map({**sync(), "eventTime": "1969-12-31T23:59:59Z"}, OBSERVED)
+    assert caught.value.reason == (
+        "event_time: must be from 1970-01-01T00:00:00Z and before 2100-01-01T00:00:00Z"
+    )
+    with pytest.raises(InvalidEventError, match="runId"):
+        mapper.map({**sync(), "run": {"runId": "not-a-uuid"}}, OBSERVED)
 
 
 names = st.sampled_from(["a:x", "a:y", "b:z", "c:w"])
@@ -435,3 +442,37 @@ def test_cli_ingest_format_openlineage(tmp_path: Path) -> None:
     ]
     result = runner.invoke(app, ["ingest", str(path), "--format", "xml"])
     assert result.exit_code == 2
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+PATHS = [
+    ("eventTime",), ("run",), ("run", "runId"), ("job",), ("job", "namespace"), ("job", "facets"),
+    ("job", "facets", "personalDataUse"), ("job", "facets", "personalDataUse", "purpose"),
+    ("inputs",), ("outputs",),
+]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(PATHS), json_values)
+def test_any_damage_to_a_run_event_is_an_invalid_event_never_a_crash(
+    path: tuple[str, ...], value: Any
+) -> None:
+    mapper = OpenLineageMapper(default_taxonomy())
+    event = json.loads(json.dumps(run_event(RUN_SYNC, "2013-05-03T00:00:00Z", "j", [AUTH],
+                                            [ADS_TABLE], job_facets=use())))  # fmt: skip
+    target = event
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    try:
+        events = mapper.map(event, OBSERVED)
+    except InvalidEventError as exc:
+        assert exc.reason and "\n" not in exc.reason
+    else:
+        assert all(re.fullmatch(EVENT_ID_PATTERN, e.event_id) for e in events)
