@@ -25,7 +25,7 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -56,8 +56,7 @@ OPENLINEAGE_SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 
 EVENT_ID_NAMESPACE = uuid.UUID("0b8f6c1e-4f0e-4c55-bb6d-3a1d7f2e9c40")
 CATEGORY_OF: dict[str, Category] = {
-    fides: category  # type: ignore[misc]
-    for category, fides in DATA_CATEGORIES.items()
+    fides: cast(Category, category) for category, fides in DATA_CATEGORIES.items()
 }
 FidesCategory = Literal["user.contact.phone_number", "user.contact.email"]
 
@@ -72,7 +71,7 @@ F = TypeVar("F", bound=BaseModel)
 class _Facet(BaseModel):
     """OpenLineage's facet envelope; unknown keys are errors (a typo must not hide a purpose)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     producer: str | None = Field(default=None, alias="_producer")
     schema_url: str | None = Field(default=None, alias="_schemaURL")
@@ -82,7 +81,7 @@ class _Facet(BaseModel):
 class ColumnPersonalData(BaseModel):
     """One column: its Fideslang data category and, when it is an origin, its purpose."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     category: FidesCategory
     collection_purpose: str | None = Field(
