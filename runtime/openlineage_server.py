@@ -44,7 +44,6 @@ class OpenLineageServer(HTTPServer):
     ) -> None:
         self.service = service
         self.api_key = api_key
-        self.requests_served = 0
         super().__init__((host, port), _Handler)
 
     @property
@@ -73,8 +72,6 @@ class _Handler(BaseHTTPRequestHandler):
         except LineageError as exc:
             self._answer(503, {"error": str(exc)})
             return
-        finally:
-            self.server.requests_served += 1
         if report.rejected:
             self._answer(400, {"error": report.rejected[0].reason})
             return
