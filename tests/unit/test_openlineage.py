@@ -33,6 +33,7 @@ from lineage.openlineage import (
 from lineage.report import report_from, tally
 from runtime.service import LineageService
 from runtime.settings import Settings
+from runtime.sinks import describe
 from runtime.wiring import default_taxonomy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -476,3 +477,18 @@ def test_any_damage_to_a_run_event_is_an_invalid_event_never_a_crash(
         assert exc.reason and "\n" not in exc.reason
     else:
         assert all(re.fullmatch(EVENT_ID_PATTERN, e.event_id) for e in events)
+
+
+def test_the_documented_example_gives_the_documented_alert(service: LineageService) -> None:
+    doc = (ROOT / "docs/openlineage.md").read_text()
+    block = doc.split("### Example\n\n```json\n")[1].split("```")[0].strip()
+    decoder, records, at = json.JSONDecoder(), [], 0
+    while at < len(block):
+        record, at = decoder.raw_decode(block, at)
+        records.append(record)
+        at = len(block) - len(block[at:].lstrip())
+    report = service.ingest(lines(*records), input_format="openlineage")
+    assert (report.lines, report.accepted, report.rejected, report.alerts_raised) == (2, 3, [], 1)
+    [alert] = service.alerts()
+    shown = doc.split("this alert (one line, wrapped here):\n\n```\n")[1].split("```")[0]
+    assert describe(alert) == " ".join(shown.split())
