@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cli.kafka_commands import register as register_kafka_commands
+from cli.openlineage_commands import register as register_openlineage_commands
 from cli.webhook_commands import register as register_webhook_commands
 from lineage.errors import ConfigurationError, LineageError, StoreError
 
@@ -150,8 +151,17 @@ def ingest(
     kafka: Annotated[
         bool, typer.Option("--kafka", help="append to the Kafka events topic; the worker applies")
     ] = False,
+    input_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="events (producer records) or openlineage (RunEvents, docs/openlineage.md)",
+        ),
+    ] = "events",
 ) -> None:
     """Validate, pseudonymize and record events; bad lines are reported and dead-lettered."""
+    if input_format not in ("events", "openlineage"):
+        raise _fail(f"--format must be events or openlineage, not {input_format!r}")
     try:
         handle = sys.stdin.buffer if str(file) == "-" else file.open("rb")
         total = None if str(file) == "-" else file.stat().st_size
@@ -180,7 +190,11 @@ def ingest(
 
         try:
             report = service.ingest(
-                lines(), origin=str(file), keep_alerts=False, complete=file.is_file()
+                lines(),
+                origin=str(file),
+                keep_alerts=False,
+                complete=file.is_file(),
+                input_format="openlineage" if input_format == "openlineage" else "events",
             )
         except StoreError as exc:
             if service.settings.log_kind != "kafka":
@@ -548,6 +562,7 @@ def _kafka_dead_letters(settings: Settings, as_json: bool) -> None:
 
 register_kafka_commands(app)
 register_webhook_commands(app)
+register_openlineage_commands(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 from graph.store import GraphSnapshot
 from lineage.alerts import Alert
 from lineage.errors import StoreError
-from lineage.identifiers import Category
+from lineage.identifiers import DATASET_LEVEL_SUBJECT, Category
 from lineage.model import (
     CarriedFlow,
     Collection,
@@ -594,15 +594,20 @@ class SqliteStore:
         # in a temp B-tree (2.2 s at 1M identifiers; a set takes 0.7 s).
         people: set[str] = set()
         unowned = 0
-        for _, subject in self._q(
-            f"SELECT a.ident, s.subject FROM (SELECT DISTINCT ident {active}) a "
-            "LEFT JOIN subjects s ON s.ident = a.ident"
+        for _, category, subject in self._q(
+            f"SELECT a.ident, a.category, s.subject FROM (SELECT DISTINCT ident, category "
+            f"{active}) a LEFT JOIN subjects s ON s.ident = a.ident"
         ):
             if subject is None:
                 unowned += 1  # an identifier with no known owner counts as one person
+            elif subject == DATASET_LEVEL_SUBJECT:  # OpenLineage: no person, no identifier
+                counted.identifiers_by_category[category] -= 1
             else:
                 people.add(subject)
         counted.people = len(people) + unowned
+        counted.identifiers_by_category = {
+            c: n for c, n in counted.identifiers_by_category.items() if n
+        }
         return counted  # fmt: skip
 
     # -- rebuilding from the log -------------------------------------------------------

@@ -27,6 +27,11 @@ DATA_CATEGORIES: dict[str, str] = {
 
 MIN_KEY_BYTES = 16
 
+#: The owner of a dataset-level pseudo-identifier (``lineage.openlineage``): "the phone
+#: numbers in dataset X" belong to no one person, so reports leave it out of people and
+#: identifier counts. Not an HMAC output: no account can hash to it.
+DATASET_LEVEL_SUBJECT = hashlib.sha256(b"lineage:dataset-level subject").hexdigest()
+
 
 #: The masked display forms this module makes (``+1 ***-***-0100``,
 #: ``j***@example.com``): the only ``display`` an already pseudonymized identifier may carry.
@@ -40,6 +45,14 @@ MASKED_DISPLAY: dict[str, re.Pattern[str]] = {
         r"(?![0-9]+$)[A-Za-z0-9\-\u00a1-\U0010ffff]+"
     ),
 }
+
+#: The display of a dataset-level pseudo-identifier (``lineage.openlineage``): "the phone
+#: numbers of crm:contacts" names a dataset, not a person (dataset keys hold no ``@``, ``+``
+#: or spaces). Producers sending refs may not use it (``lineage.inbound`` checks the masks).
+DATASET_LEVEL_DISPLAY = re.compile(
+    r"dataset-level: the (?:phone numbers|emails) of "
+    r"(?:[A-Za-z0-9_.\-/]+:[A-Za-z0-9_.\-/]+|its origin)"
+)
 
 
 class IdentifierRef(BaseModel):
@@ -57,7 +70,12 @@ class IdentifierRef(BaseModel):
     def _display_is_a_mask(self) -> IdentifierRef:
         """Wherever a ref comes from (a producer, the topic, the log), its ``display`` is one
         of the masked forms: free text there could be the raw value itself."""
-        if self.display is not None and not MASKED_DISPLAY[self.category].fullmatch(self.display):
+        display = self.display
+        if (
+            display is not None
+            and not MASKED_DISPLAY[self.category].fullmatch(display)
+            and not DATASET_LEVEL_DISPLAY.fullmatch(display)
+        ):
             raise ValueError("display: not a masked form (like '+1 ***-***-0100' or 'j***@x.org')")
         return self
 

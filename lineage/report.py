@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from lineage.alerts import Alert
+from lineage.identifiers import DATASET_LEVEL_SUBJECT
 
 
 @dataclass
@@ -48,7 +49,9 @@ def route_of(alert: Alert) -> Route:
 
 
 def tally(alerts: Iterable[Alert]) -> Tally:
-    """People are counted by pseudonymized account; an identifier with none counts as one."""
+    """People are counted by pseudonymized account; an identifier with none counts as one.
+    A dataset-level pseudo-identifier (OpenLineage input) is no person and no identifier: its
+    alerts count as alerts, in rules, years and routes, but not in people or categories."""
     counted = Tally()
     categories: dict[str, str] = {}
     people: set[str] = set()
@@ -59,8 +62,9 @@ def tally(alerts: Iterable[Alert]) -> Tally:
         counted.alerts += 1
         by_rule[alert.rule] += 1
         by_year[str(alert.occurred_at.year)] += 1
-        categories[alert.identifier] = alert.category
-        people.update(alert.subjects or [f"identifier:{alert.identifier}"])
+        if DATASET_LEVEL_SUBJECT not in alert.subjects:
+            categories[alert.identifier] = alert.category
+            people.update(alert.subjects or [f"identifier:{alert.identifier}"])
         routes[route_of(alert)] += 1
         if counted.first is None or alert.occurred_at < counted.first:
             counted.first = alert.occurred_at

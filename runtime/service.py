@@ -11,7 +11,7 @@ import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from graph.store import GraphStore
 from lineage.alerts import Alert
@@ -36,8 +36,11 @@ from streams.log import Appended, EventLog
 
 if TYPE_CHECKING:
     from graph.dataset_graph import Downstream
+    from lineage.openlineage import OpenLineageMapper
 
 Progress = Callable[[int], None]
+#: What a line of input is: a producer record, or an OpenLineage RunEvent (several events).
+InputFormat = Literal["events", "openlineage"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class LineageService:
         self.sinks = list(sinks)
         self.parser = InboundParser(pseudonymizer)
         self.home = home
+        self._openlineage: OpenLineageMapper | None = None
 
     @classmethod
     def open(
@@ -183,11 +187,14 @@ class LineageService:
         progress: Progress | None = None,
         keep_alerts: bool = True,
         complete: bool = False,
+        input_format: InputFormat = "events",
     ) -> IngestReport:
         """Alerts go to the sinks as they are raised; ``keep_alerts=False`` only counts them,
         so a million-event file does not hold a million alerts in memory. ``complete`` says
         ``lines`` is all there (a file, a list): it may be read ahead, and its identifiers
-        normalized on another core; a live stream is parsed as it comes."""
+        normalized on another core; a live stream is parsed as it comes. An OpenLineage line
+        becomes several events (``lineage.openlineage``): it is accepted or rejected whole,
+        and ``accepted``/``duplicates`` count events, not lines."""
         report = IngestReport()
         pending: list[tuple[int, bytes, Event]] = []
         gauge = Gauge()
@@ -200,8 +207,10 @@ class LineageService:
         def flush() -> None:
             appended, alerts = self.record([event for _, _, event in pending])
             conflicting = {id(event) for event in appended.conflicts}
+            rejected: set[int] = set()
             for number, raw, event in pending:
-                if id(event) in conflicting:
+                if id(event) in conflicting and number not in rejected:
+                    rejected.add(number)
                     reject(number, raw, f"event id {event.event_id!r} reused with other content")
             report.accepted += len(appended.fresh)
             report.duplicates += len(pending) - len(appended.fresh) - len(conflicting)
@@ -218,32 +227,38 @@ class LineageService:
                 progress(upto - shown)
                 shown = upto
 
-        for number, raw, parsed in self._parsed(lines, observed, complete):
+        for number, raw, parsed in self._parsed(lines, observed, complete, input_format):
             report.lines = number
             if isinstance(parsed, str):
                 reject(number, raw, parsed)
                 continue
             try:
-                self.tracker.check(parsed)
+                for event in parsed:
+                    self.tracker.check(event)
             except InvalidEventError as exc:
                 reject(number, raw, exc.reason)
                 continue
-            pending.append((number, raw, parsed))
-            if gauge.add(parsed):
-                flush()
-                gauge.reset()
-                tell(number)
+            for event in parsed:
+                pending.append((number, raw, event))
+                if gauge.add(event):
+                    flush()
+                    gauge.reset()
+                    tell(number)
         if pending:
             flush()
         tell(report.lines)
         return report
 
     def _parsed(
-        self, lines: Iterable[str | bytes], observed: datetime, complete: bool = False
-    ) -> Iterator[tuple[int, bytes, Event | str]]:
-        """Non-blank lines, numbered from 1: an event, or the one-line reason it is not.
+        self,
+        lines: Iterable[str | bytes],
+        observed: datetime,
+        complete: bool,
+        input_format: InputFormat,
+    ) -> Iterator[tuple[int, bytes, list[Event] | str]]:
+        """Non-blank lines, numbered from 1: their events, or the one-line reason they have none.
         Identifiers are normalized a few blocks ahead on another core (runtime/parse_ahead)."""
-        ahead = complete and ahead_module.ENABLED
+        ahead = complete and input_format == "events" and ahead_module.ENABLED
         numbered = enumerate(ahead_module.parse_ahead(lines, self.pseudonymizer, ahead), start=1)
         for number, line in numbered:
             if not line.strip():
@@ -251,9 +266,19 @@ class LineageService:
             # surrogatepass: a str line with a lone surrogate is the parser's to reject
             raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
             try:
-                yield number, raw, self.parser.parse_line(line, observed)
+                if input_format == "openlineage":
+                    yield number, raw, self._openlineage_mapper().parse_line(line, observed)
+                else:
+                    yield number, raw, [self.parser.parse_line(line, observed)]
             except InvalidEventError as exc:
                 yield number, raw, exc.reason
+
+    def _openlineage_mapper(self) -> OpenLineageMapper:
+        if self._openlineage is None:
+            from lineage.openlineage import OpenLineageMapper
+
+            self._openlineage = OpenLineageMapper(self.policy.taxonomy)
+        return self._openlineage
 
     # -- queries -------------------------------------------------------------------------
     def ref_for(self, raw: str) -> str:
