@@ -41,7 +41,9 @@ def _write_input(users: int, path: Path) -> tuple[int, str, int]:
         for r in case.records
         if r.get("type") == "IdentifierCollected" and "email" in r.get("identifier", {})
     )
-    return len(case.records), email, len(case.truth.affected_subjects)
+    meta = len(case.records), email, len(case.truth.affected_subjects)
+    Path(f"{path}.meta.json").write_text(json.dumps([users, *meta]))
+    return meta
 
 
 def _write_input_elsewhere(users: int, path: Path) -> tuple[int, str, int]:
@@ -175,14 +177,23 @@ def main() -> None:
     parser.add_argument("--old", default=None, help="a commit to compare with, e.g. 0386860")
     parser.add_argument("--new", default="HEAD", help="the commit measured as new")
     parser.add_argument("--write-input", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--input", type=Path, help="a file written by --write-input for the same --users"
+    )
     args = parser.parse_args()
     if args.write_input is not None:
         print(json.dumps(_write_input(args.users, args.write_input)))
         return
     with tempfile.TemporaryDirectory(prefix="lineage-bench-") as tmp:
         work = Path(tmp)
-        lines = work / "events.jsonl"
-        events, email, truth = _write_input_elsewhere(args.users, lines)
+        if args.input is not None:
+            lines = args.input
+            users, events, email, truth = json.loads(Path(f"{lines}.meta.json").read_text())
+            if users != args.users:
+                parser.error(f"{lines} holds {users} users, not {args.users}")
+        else:
+            lines = work / "events.jsonl"
+            events, email, truth = _write_input_elsewhere(args.users, lines)
         result: dict[str, Any] = {"users": args.users, "events": events, "truth_people": truth}
         result["raw_sqlite_rows_per_s"] = round(_raw_sqlite(lines, work))
         refs = {"old": args.old, "new": args.new} if args.old else {"new": args.new}
