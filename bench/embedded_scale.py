@@ -5,7 +5,8 @@ worktrees of ``--old`` and ``--new``, default HEAD, so editing the work tree mea
 nothing) runs ``lineage ingest`` on the same file in a fresh
 home, then ``lineage trace`` and ``lineage report``, as subprocesses: wall time, events/s and
 the child's peak RSS (``wait4``). Beside them, in the same run, a plain SQLite append + fsync
-loop writes the same lines in the same batches (the floor any durable embedded log pays).
+loop writes the same lines in the same batches (the floor any durable embedded log pays), and
+the parse alone (parse + normalize + HMAC, one process, nothing stored) runs over them.
 
     python -m bench.embedded_scale --users 850000 --old 0386860
 """
@@ -85,6 +86,34 @@ def _raw_sqlite(lines: Path, directory: Path) -> float:
     elapsed = time.perf_counter() - started
     db.close()
     return rows / elapsed
+
+
+def _parse_floor(lines: Path) -> float:
+    """Events/s of parse + normalize + HMAC alone (``InboundParser`` on every line, one
+    process, nothing stored): what ingest would do with a free log and projection."""
+    from datetime import UTC, datetime
+
+    from lineage.identifiers import Pseudonymizer
+    from lineage.inbound import InboundParser
+
+    parser = InboundParser(Pseudonymizer(b"bench-parse-floor-key-0123456789"))
+    observed = datetime.now(UTC)
+    started = time.perf_counter()
+    events = 0
+    with lines.open("rb") as handle:
+        for line in handle:
+            parser.parse_line(line, observed)
+            events += 1
+    return events / (time.perf_counter() - started)
+
+
+def _parse_floor_elsewhere(lines: Path) -> float:
+    """In a child, like the input: it holds a memo of every identifier."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.embedded_scale", "--parse-floor", str(lines)],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return float(done.stdout)
 
 
 def _hwm_mib(pid: int) -> int | None:
@@ -180,7 +209,11 @@ def main() -> None:
     parser.add_argument(
         "--input", type=Path, help="a file written by --write-input for the same --users"
     )
+    parser.add_argument("--parse-floor", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.parse_floor is not None:
+        print(_parse_floor(args.parse_floor))
+        return
     if args.write_input is not None:
         print(json.dumps(_write_input(args.users, args.write_input)))
         return
@@ -196,6 +229,7 @@ def main() -> None:
             events, email, truth = _write_input_elsewhere(args.users, lines)
         result: dict[str, Any] = {"users": args.users, "events": events, "truth_people": truth}
         result["raw_sqlite_rows_per_s"] = round(_raw_sqlite(lines, work))
+        result["parse_floor_events_per_s"] = round(_parse_floor_elsewhere(lines))
         refs = {"old": args.old, "new": args.new} if args.old else {"new": args.new}
         trees: dict[str, Path] = {}
         try:
@@ -210,6 +244,9 @@ def main() -> None:
                 result[name] = _measure(tree, lines, events, email, work)
                 result[name]["vs_raw_sqlite"] = round(
                     result[name]["events_per_s"] / result["raw_sqlite_rows_per_s"], 3
+                )
+                result[name]["vs_parse_floor"] = round(
+                    result[name]["events_per_s"] / result["parse_floor_events_per_s"], 2
                 )
         finally:
             for tree in trees.values():
