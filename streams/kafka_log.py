@@ -25,6 +25,7 @@ from streams.topics import (
     DEADLETTER_MAX_BYTES,
     KAFKA_MESSAGE_MAX_BYTES,
     ORIGIN_HEADER,
+    PART_HEADER,
     REASON_HEADER,
     TRUNCATED_HEADER,
 )
@@ -66,6 +67,33 @@ def partition_key(event: Event) -> bytes:
     if isinstance(event, DataUsed):
         return event.dataset.key.encode()
     return event.identifier.ref.encode()  # IdentifierCollected, IdentifierErased
+
+
+def fit_message(event: Event, limit: int | None = None) -> list[bytes]:
+    """The event's body, or, when it is over Kafka's message limit, the bodies of its parts.
+
+    A flow or use that lists identifiers projects one fact per identifier, each carrying the
+    event's id and time (``lineage.projection``). So the same event listing the identifiers in
+    parts, under the same ``event_id``, gives exactly the same graph: the Kafka log sends it as
+    several messages (header ``lineage-part: i/n``), halving the list until each part fits.
+    Any other event over the limit is an error, raised before anything is sent.
+    """
+    limit = EVENT_MAX_BYTES if limit is None else limit
+    body = dump_event(event).encode()
+    if len(body) <= limit:
+        return [body]
+    listed = event.identifiers if isinstance(event, DataFlowed | DataUsed) else None
+    if listed is None or len(listed) < 2:
+        raise StoreError(
+            f"event {event.event_id} is {len(body):,} bytes once pseudonymized, over "
+            f"Kafka's {KAFKA_MESSAGE_MAX_BYTES:,}-byte message limit"
+        )
+    half = len(listed) // 2
+    return [
+        part
+        for identifiers in (listed[:half], listed[half:])
+        for part in fit_message(event.model_copy(update={"identifiers": identifiers}), limit)
+    ]
 
 
 def ensure_topics(settings: Settings) -> None:
@@ -180,19 +208,19 @@ class KafkaEventLog:
         return self.failed + len(self._unsettled)
 
     def append(self, events: Sequence[Event]) -> Appended:
-        bodies = [(dump_event(event).encode(), event) for event in events]
-        for body, event in bodies:
-            if len(body) > EVENT_MAX_BYTES:
-                # Before anything of the batch is sent: one clear error, not a producer
-                # MessageSizeTooLargeError. (Splitting large flows is the caller's job.)
-                raise StoreError(
-                    f"event {event.event_id} is {len(body):,} bytes once pseudonymized, over "
-                    f"Kafka's {KAFKA_MESSAGE_MAX_BYTES:,}-byte message limit"
-                )
+        # Every event is sized (and split) before anything of the batch is sent.
+        messages = [(event, fit_message(event)) for event in events]
         futures = []
         try:
-            for body, event in bodies:
-                futures.append(self._send(self._events_topic, body, partition_key(event)))
+            for event, parts in messages:
+                key = partition_key(event)
+                for number, body in enumerate(parts, start=1):
+                    headers = [(PART_HEADER, f"{number}/{len(parts)}".encode())]
+                    futures.append(
+                        self._send(
+                            self._events_topic, body, key, headers if len(parts) > 1 else None
+                        )
+                    )
         finally:
             self._unsettled += futures
         self._wait(futures, "append to the event log")

@@ -12,6 +12,8 @@ REASON_HEADER = "reason"
 ORIGIN_HEADER = "origin"
 #: On a dead letter cut to ``DEADLETTER_MAX_BYTES``: the original size in bytes (decimal).
 TRUNCATED_HEADER = "truncated"
+#: On the events topic, a flow or use sent in parts (streams.kafka_log.fit_message): "i/n".
+PART_HEADER = "lineage-part"
 #: Kafka's default limit on one record batch (broker ``message.max.bytes``, producer
 #: ``max_request_size``): 1 MiB.
 KAFKA_MESSAGE_MAX_BYTES = 1 << 20

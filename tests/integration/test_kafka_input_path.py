@@ -20,10 +20,18 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.kafka_log import crc32c_accelerated
+from graph.sqlite_store import SqliteStore
+from lineage.events import parse_event
+from lineage.inbound import MAX_LINE_BYTES
+from lineage.policy import Policy
+from lineage.tracker import Tracker
+from runtime.service import LineageService
+from runtime.settings import Settings
+from streams.kafka_log import EVENT_MAX_BYTES, crc32c_accelerated
 from streams.topics import (
     DEADLETTER_MAX_BYTES,
     ORIGIN_HEADER,
+    PART_HEADER,
     REASON_HEADER,
     TRUNCATED_HEADER,
 )
@@ -145,6 +153,60 @@ class TestOnTheSharedBroker:
         assert headers[REASON_HEADER].startswith(b"record too large")
         assert headers[ORIGIN_HEADER] == f"{source}:2".encode()
         assert len(read_topic(bootstrap, env["LINEAGE_EVENTS_TOPIC"])) == 2
+
+    def test_a_flow_over_the_message_limit_goes_in_parts_and_gives_the_same_graph(
+        self, env: dict[str, str], tmp_path: Path, policy: Policy, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The reference case's first weekly sync lists 11,777 identifiers at 60k users: 1.4 MB
+        once pseudonymized. It goes to the topic in parts under its own event_id, and the
+        graph projected from the topic equals the embedded one from the same file."""
+        users = 9_000
+        emails = [{"email": f"user{n}@example.com"} for n in range(users)]
+        lines = [record(n) for n in range(users)]
+        lines.append(json.dumps({
+            "type": "DataFlowed", "event_id": "weekly-sync-1",
+            "event_time": "2015-01-08T00:00:00Z", "producer": "ads-platform",
+            "source": "auth:contact_points", "target": "ads:matchable", "job": "identity-sync",
+            "identifiers": emails,
+        }))  # fmt: skip
+        lines.append(json.dumps({
+            "type": "DataUsed", "event_time": "2015-01-09T00:00:00Z", "producer": "ads-platform",
+            "dataset": "ads:matchable", "job": "audiences-matcher",
+            "purpose": "marketing.advertising.third_party.targeted",
+        }))  # fmt: skip
+        assert len(lines[-2].encode()) < MAX_LINE_BYTES  # the raw line is accepted
+        source = tmp_path / "events.jsonl"
+        source.write_text("\n".join(lines) + "\n")
+        result = self.run(env, "ingest", str(source), "--kafka", "--json")
+        assert result.returncode == 0, result.stderr.decode()[-3000:]
+        assert json.loads(result.stdout)["accepted"] == users + 2
+
+        messages = read_topic(env["LINEAGE_KAFKA_BOOTSTRAP"], env["LINEAGE_EVENTS_TOPIC"])
+        events = [parse_event(message.value) for message in messages]
+        parts = [m for m, e in zip(messages, events, strict=True) if e.event_id == "weekly-sync-1"]
+        assert len(parts) >= 2
+        assert all(len(m.value) <= EVENT_MAX_BYTES for m in parts)
+        count = len(parts)
+        assert sorted(dict(m.headers)[PART_HEADER] for m in parts) == sorted(
+            f"{i}/{count}".encode() for i in range(1, count + 1)
+        )
+        listed = [
+            ref.ref for e in events if e.event_id == "weekly-sync-1"
+            for ref in e.identifiers or ()  # type: ignore[union-attr]
+        ]  # fmt: skip
+        assert len(listed) == len(set(listed)) == users
+
+        for name in [n for n in os.environ if n.startswith("LINEAGE_")]:
+            monkeypatch.delenv(name)  # the comparison runs embedded, in this process
+        from_topic = SqliteStore(":memory:")
+        Tracker(from_topic, policy).apply(events)
+        settings = Settings(home=tmp_path / "embedded", key=TEST_KEY.decode())
+        with LineageService.open(settings) as embedded:
+            assert embedded.ingest(lines).accepted == users + 2
+            assert from_topic.snapshot() == embedded.store.snapshot()
+            alerts = [a.content() for a in embedded.alerts()]
+        assert len(alerts) == users
+        assert [a.content() for a in from_topic.alerts()] == alerts
 
     def test_dead_letters_reads_the_topic_masked(self, env: dict[str, str], tmp_path: Path) -> None:
         pseudonymized = record(
