@@ -52,9 +52,7 @@ def in_window(moment: datetime, since: datetime | None, until: datetime | None) 
 
 def order_examples(examples: Iterable[RouteExample]) -> list[RouteExample]:
     """Largest group first; ties by route and purposes, so every store lists the same order."""
-    return sorted(
-        examples, key=lambda e: (-e.alerts, e.route, e.origin_purpose, e.use_purpose)
-    )
+    return sorted(examples, key=lambda e: (-e.alerts, e.route, e.origin_purpose, e.use_purpose))
 
 
 def route_examples(alerts: Iterable[Alert]) -> list[RouteExample]:

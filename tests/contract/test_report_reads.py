@@ -85,9 +85,7 @@ def test_windows_include_since_and_exclude_until(store: GraphStore, policy: Poli
     assert (summary.alerts, summary.affected_identifiers, summary.affected_subjects) == (3, 3, 2)
 
 
-def test_carried_origins_name_each_edge_and_origin_once(
-    store: GraphStore, policy: Policy
-) -> None:
+def test_carried_origins_name_each_edge_and_origin_once(store: GraphStore, policy: Policy) -> None:
     history(store, policy)
     expected = [
         CarriedOrigin(None, "auth:db", None, "auth:db", f.SECURITY),
