@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from graph.drawing.picture import Node, Picture
+from graph.drawing.picture import Node, Picture, edge_text
 
 CHAR_WIDTH = 7.0  # px per character at the 12 px sans-serif font the renderers use
 PADDING = 24.0
 ROW_HEIGHT = 34.0
-DETAIL_HEIGHT = 16.0
-GAP_X = 90.0
+DETAIL_HEIGHT = 14.0
+GAP_X = 110.0
 GAP_Y = 26.0
 MARGIN = 20.0
 SWEEPS = 4
@@ -50,8 +50,9 @@ class Layout:
 
 
 def node_size(node: Node) -> tuple[float, float]:
-    text = max(len(node.label), int(len(node.detail) * 0.85))
-    height = ROW_HEIGHT + (DETAIL_HEIGHT if node.detail else 0.0)
+    lines = node.detail.splitlines()
+    text = max([len(node.label), *(int(len(line) * 0.85) for line in lines)])
+    height = ROW_HEIGHT + DETAIL_HEIGHT * len(lines)
     return max(60.0, text * CHAR_WIDTH + PADDING), height
 
 
@@ -129,9 +130,17 @@ def layout(picture: Picture) -> Layout:
     sizes = {n.id: node_size(n) for n in picture.nodes}
     heights = [sum(sizes[n][1] for n in row) + GAP_Y * max(len(row) - 1, 0) for row in rows]
     tallest = max(heights, default=0.0)
+    # The gap before a layer fits the longest text on the edges entering it.
+    gaps = [GAP_X] * len(rows)
+    for e in picture.edges:
+        text = edge_text(e)
+        if text and layers[e.target] > layers[e.source]:
+            gap = len(text) * CHAR_WIDTH * 0.9 + 30
+            gaps[layers[e.target]] = max(gaps[layers[e.target]], gap)
     boxes: dict[str, Box] = {}
     x = MARGIN
-    for row, height in zip(rows, heights, strict=True):
+    for index, (row, height) in enumerate(zip(rows, heights, strict=True)):
+        x += gaps[index] - GAP_X if index else 0.0
         width = max((sizes[n][0] for n in row), default=0.0)
         y = MARGIN + (tallest - height) / 2
         for node in row:

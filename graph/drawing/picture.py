@@ -29,7 +29,7 @@ class Node:
     id: str
     kind: NodeKind
     label: str
-    detail: str = ""  # a second line, e.g. the purposes a dataset collects for
+    detail: str = ""  # more lines ("\n"), e.g. the purposes a dataset collects for
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,13 @@ class Picture:
 
     def node(self, node_id: str) -> Node:
         return next(n for n in self.nodes if n.id == node_id)
+
+
+def edge_text(edge: Edge) -> str:
+    """The text on an edge: a violating use names its rules on its edge into the use."""
+    if edge.violating:
+        return "violates " + ", ".join(edge.violating) if edge.target.startswith("use:") else ""
+    return edge.label
 
 
 def dataset_id(key: str) -> str:
@@ -147,7 +154,7 @@ def dataset_picture(
         violating.setdefault(use, set()).add(alert.rule)
     b = _Builder()
     for dataset, purposes in collects.items():
-        b.dataset(dataset, "collects for " + ", ".join(sorted(purposes)))
+        b.dataset(dataset, "\n".join(["collects for:", *sorted(purposes)]))
     for kind, a, target, job in sorted(set(edges)):
         source, j = b.dataset(a), b.job(job)
         if kind in ("use", "specific"):
@@ -155,7 +162,7 @@ def dataset_picture(
             rules = tuple(sorted(violating.get((a, job, target), ())))
             u = b.use(target)
             b.edge(Edge(source, j, "use", origins, rules))
-            b.edge(Edge(j, u, "use", origins, rules, label="violates" if rules else ""))
+            b.edge(Edge(j, u, "use", origins, rules))
         else:
             origins = tuple(sorted(by_flow.get((a, target, job), ())))
             on_route = (a, target, job) in routed
@@ -180,7 +187,7 @@ def _walk(
         return
     for use in node.uses:
         j, u = b.job(use.job), b.use(use.purpose)
-        label = f"{use.at:%Y-%m-%d}" + (" violates" if use.violates else "")
+        label = f"{use.at:%Y-%m-%d}"
         b.edge(Edge(at, j, "use", (purpose,), use.violates))
         b.edge(Edge(j, u, "use", (purpose,), use.violates, label=label))
     for child in node.children:
@@ -202,7 +209,7 @@ def trace_picture(trace: Trace, restricted: Iterable[str], depth: int | None = N
     for origin in trace.origins:
         purpose, root = origin.origin.purpose, origin.root
         start = b.dataset(root.dataset)
-        b.edge(Edge(me, start, "collected", (purpose,), label=f"{_when(root)} {purpose}"))
+        b.edge(Edge(me, start, "collected", (purpose,), label=_when(root)))
         _walk(b, root, start, purpose, 1, depth)
     return b.picture(f"Lineage of {shown}", restricted, focus=me)
 

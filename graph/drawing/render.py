@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from html import escape
 
-from graph.drawing.layout import MARGIN, Box, Layout, layout
-from graph.drawing.picture import Edge, Node, Picture
+from graph.drawing.layout import DETAIL_HEIGHT, MARGIN, Box, Layout, layout
+from graph.drawing.picture import Edge, Node, Picture, edge_text
 
 WARM = ("#d62728", "#ff7f0e", "#9467bd", "#e377c2", "#8c564b", "#bcbd22")
 COOL = ("#1f77b4", "#2ca02c", "#17becf", "#7f7f7f", "#393b79", "#637939")
@@ -25,7 +25,8 @@ FILL = {"dataset": "#eef3fb", "job": "#f2f2f2", "use": "#fff4e5", "identifier": 
 STROKE = {"dataset": "#4a6fa5", "job": "#777777", "use": "#b36b00", "identifier": "#b22222"}
 
 SVG_CSS = """
-svg.lineage { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; }
+svg.lineage { max-width: 100%; height: auto;
+              font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; }
 svg.lineage .node text.label { font-size: 12px; fill: #1a1a1a; }
 svg.lineage .node text.detail { font-size: 10px; fill: #555555; }
 svg.lineage .node.focus > .shape { stroke-width: 3px; }
@@ -49,12 +50,6 @@ def colours(picture: Picture) -> dict[str, str]:
     return found
 
 
-def _marks(edge: Edge) -> str:
-    if edge.violating:
-        return "violates " + ", ".join(edge.violating)
-    return edge.label
-
-
 # -- Graphviz ---------------------------------------------------------------------------------
 def _dot_text(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -73,7 +68,7 @@ def to_dot(picture: Picture) -> str:
         '  edge [fontname="Helvetica", fontsize=9];',
     ]
     for n in picture.nodes:
-        label = _dot_text(n.label + ("\n" + n.detail if n.detail else "")).replace("\n", "\\n")
+        label = _dot_text("\n".join([n.label, *n.detail.splitlines()])).replace("\n", "\\n")
         width = ", penwidth=3" if n.id == picture.focus else ""
         lines.append(
             f"  {_dot_text(n.id)} [label={label}, shape={DOT_SHAPES[n.kind]}, "
@@ -86,8 +81,8 @@ def to_dot(picture: Picture) -> str:
             attributes += ["penwidth=3", f'fontcolor="{VIOLATION}"', 'style="bold"']
         elif e.on_route:
             attributes += ["penwidth=2", 'style="dashed"']
-        if _marks(e):
-            attributes.append(f"label={_dot_text(_marks(e))}")
+        if edge_text(e):
+            attributes.append(f"label={_dot_text(edge_text(e))}")
         lines.append(f"  {_dot_text(e.source)} -> {_dot_text(e.target)} [{', '.join(attributes)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -120,14 +115,14 @@ def to_mermaid(picture: Picture) -> str:
     lines = ["flowchart LR"]
     for n in picture.nodes:
         opening, closing = MERMAID_SHAPES[n.kind]
-        detail = f"<br/>{_mermaid_escape(n.detail)}" if n.detail else ""
+        detail = "".join(f"<br/>{_mermaid_escape(line)}" for line in n.detail.splitlines())
         text = f'"{_mermaid_escape(n.label)}{detail}"'
         lines.append(f"  {ids[n.id]}{opening}{text}{closing}")
     styles = []
     ordered = picture.origins()
     for index, e in enumerate(picture.edges):
         arrow = "==>" if e.violating else "-->"
-        label = f"|{_mermaid_text(_marks(e))}|" if _marks(e) else ""
+        label = f"|{_mermaid_text(edge_text(e))}|" if edge_text(e) else ""
         first = next((o for o in ordered if o in e.origins), None)
         lines.append(f"  {ids[e.source]} {arrow}{label} {ids[e.target]}")
         if e.origins:
@@ -171,15 +166,17 @@ def _node_svg(node: Node, box: Box, focus: bool) -> str:
         f"<title>{escape(node.kind)}: {escape(node.label)}</title>",
         _shape(node, box),
     ]
-    label_y = box.y + 21 if node.detail else box.cy + 4
+    lines = node.detail.splitlines()
+    label_y = box.y + 21 if lines else box.cy + 4
     parts.append(
         f'<text class="label" x="{_f(box.cx)}" y="{_f(label_y)}" text-anchor="middle">'
         f"{escape(node.label)}</text>"
     )
-    if node.detail:
+    for index, line in enumerate(lines):
+        y = box.y + 21 + DETAIL_HEIGHT * (index + 1)
         parts.append(
-            f'<text class="detail" x="{_f(box.cx)}" y="{_f(box.y + 37)}" text-anchor="middle">'
-            f"{escape(node.detail)}</text>"
+            f'<text class="detail" x="{_f(box.cx)}" y="{_f(y)}" text-anchor="middle">'
+            f"{escape(line)}</text>"
         )
     parts.append("</g>")
     return "".join(parts)
@@ -234,12 +231,12 @@ def _edge_svg(edge: Edge, frame: Layout, palette: dict[str, str]) -> str:
         arrow = ' marker-end="url(#lineage-arrow)"' if index == len(origins) - 1 else ""
         parts.append(f'<path class="stripe" stroke="{colour}" d="{path}"{arrow}/>')
     x, y = middle
-    if edge.violating:
+    if edge.violating and edge_text(edge):
         parts.append(
             f'<text class="violation-marker" x="{_f(x)}" y="{_f(y - 6)}" '
-            f'text-anchor="middle">\u2716 {escape(_marks(edge))}</text>'
+            f'text-anchor="middle">\u2716 {escape(edge_text(edge))}</text>'
         )
-    elif edge.label:
+    elif edge_text(edge):
         parts.append(
             f'<text class="edge-label" x="{_f(x)}" y="{_f(y - 5)}" text-anchor="middle">'
             f"{escape(edge.label)}</text>"
