@@ -86,12 +86,14 @@ class Png:
     height: int
     colours: int  # distinct pixel values in a sample of the image
     non_white: float  # share of sampled pixels that are not (near) white
+    saturated: float  # share of sampled pixels of a strong colour (not white, grey or black)
 
 
 def read_png(path: Path, samples: int = 200_000) -> Png:
     """Decode an 8-bit RGB(A) PNG (what Chromium writes) with zlib alone: its size, how many
-    distinct colours a sample holds, and how much of it is not white (a blank page is all
-    one colour)."""
+    distinct colours a sample holds, how much of it is not white (a blank page is all one
+    colour), and how much is strongly coloured (text and tables are black and grey; the
+    picture's edges are red, orange and blue)."""
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     offset, chunks, header = 8, [], b""
@@ -137,4 +139,5 @@ def read_png(path: Path, samples: int = 200_000) -> Png:
             position += 1
         previous = line
     non_white = sum(1 for p in pixels if min(p) < 235) / len(pixels)
-    return Png(width, height, len(set(pixels)), non_white)
+    saturated = sum(1 for p in pixels if max(p) - min(p) > 80) / len(pixels)
+    return Png(width, height, len(set(pixels)), non_white, saturated)
