@@ -3,20 +3,23 @@
 A dataset key (``system:name``) draws what lies within ``--depth`` steps of it, upstream and
 downstream; a phone number or email (``-`` reads it from stdin, like ``trace -``) draws its
 downstream tree, the identifier shown masked. Formats: dot, mermaid, svg, html (one
-self-contained page).
+self-contained page); ``--json`` gives the picture's nodes and edges.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from lineage.errors import LineageError
+
+if TYPE_CHECKING:
+    from graph.drawing import Picture
 
 # graph.drawing (networkx), the settings and the service load inside the command.
 
@@ -51,6 +54,9 @@ def graph(
             "an identifier's whole downstream tree)",
         ),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="the picture as JSON nodes and edges")
+    ] = False,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="write here instead of stdout")
     ] = None,
@@ -88,7 +94,7 @@ def graph(
                 errors.print(f"No lineage recorded for {escape(shown)}.")
                 raise typer.Exit(1)
             picture = identifier_picture(found, service.policy, depth)
-    drawn = FORMATS[form](picture)
+    drawn = _as_json(picture) if as_json else FORMATS[form](picture)
     if output is None:
         sys.stdout.write(drawn)
         return
@@ -97,6 +103,20 @@ def graph(
     except OSError as exc:
         raise _fail(f"cannot write {output}: {exc}") from None
     errors.print(escape(f"wrote {output} ({len(picture.nodes)} nodes, {len(picture.edges)} edges)"))
+
+
+def _as_json(picture: Picture) -> str:
+    import json
+    from dataclasses import asdict
+
+    document = {
+        "title": picture.title,
+        "focus": picture.focus,
+        "restricted_origins": sorted(picture.restricted),
+        "nodes": [asdict(n) for n in picture.nodes],
+        "edges": [asdict(e) for e in picture.edges],
+    }
+    return json.dumps(document, indent=2) + "\n"
 
 
 def register(app: typer.Typer) -> None:

@@ -215,18 +215,30 @@ def trace_picture(trace: Trace, restricted: Iterable[str], depth: int | None = N
 
 
 def neighbourhood(picture: Picture, focus: str, depth: int) -> Picture:
-    """The nodes within ``depth`` steps of ``focus``, either direction, and the edges among
-    them. A step is a flow ``S -> J -> T`` or a use ``D -> J -> P`` (each half costs 0.5) or
-    a collection, so a job is kept only between two kept nodes, never dangling at the edge."""
-    graph: nx.Graph[str] = nx.Graph()
-    graph.add_nodes_from(n.id for n in picture.nodes)
+    """The nodes within ``depth`` steps of ``focus``, upstream or downstream, and the edges
+    among them. A step is a flow ``S -> J -> T``, a use ``D -> J -> P`` or a collection: it
+    goes through a job from one of its inputs to one of its outputs (two inputs of one job
+    are not a step apart), and a job is kept when an input and an output of it are."""
     kinds = {n.id: n.kind for n in picture.nodes}
+    inputs: dict[str, set[str]] = {}
+    outputs: dict[str, set[str]] = {}
+    steps: nx.Graph[str] = nx.Graph()
+    steps.add_nodes_from(n for n, kind in kinds.items() if kind != "job")
     for e in picture.edges:
-        half = "job" in (kinds[e.source], kinds[e.target])
-        graph.add_edge(e.source, e.target, weight=0.5 if half else 1.0)
-    if focus not in graph:
+        if kinds[e.target] == "job":
+            inputs.setdefault(e.target, set()).add(e.source)
+        elif kinds[e.source] == "job":
+            outputs.setdefault(e.source, set()).add(e.target)
+        else:
+            steps.add_edge(e.source, e.target)
+    for job, sources in inputs.items():
+        steps.add_edges_from((s, t) for s in sources for t in outputs.get(job, ()))
+    if focus not in steps:
         return replace(picture, nodes=(), edges=(), focus=focus)
-    kept = set(nx.single_source_dijkstra_path_length(graph, focus, cutoff=depth))
+    kept = set(nx.single_source_shortest_path_length(steps, focus, cutoff=depth))
+    kept |= {
+        job for job, sources in inputs.items() if sources & kept and outputs.get(job, set()) & kept
+    }
     return replace(
         picture,
         nodes=tuple(n for n in picture.nodes if n.id in kept),

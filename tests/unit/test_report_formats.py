@@ -242,5 +242,19 @@ def test_graph_command_draws_a_dataset_and_a_masked_identifier(home: Path) -> No
     assert code == 0 and out.startswith("digraph lineage {")
     assert email.lower() not in out.lower() and email.split("@")[0].lower() not in out.lower()
     assert '"identifier:' in out and "***@example.com" in out
+    code, out = run(home, "graph", AUTH, "--json", "--depth", "1")
+    drawn = json.loads(out)
+    assert code == 0 and drawn["focus"] == f"dataset:{AUTH}"
+    assert sorted(n["id"] for n in drawn["nodes"]) == [
+        "dataset:ads:matchable_identifiers",
+        f"dataset:{AUTH}",
+        "dataset:warehouse:auth_backup",
+        "job:ads-identity-sync",
+        "job:nightly-auth-backup",
+    ]
+    assert {e["target"] for e in drawn["edges"] if e["on_route"]} == {
+        "job:ads-identity-sync",
+        "dataset:ads:matchable_identifiers",
+    }
     code, _ = run(home, "graph", "nowhere:dataset")
     assert code == 1
