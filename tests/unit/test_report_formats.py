@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.graph_commands import FORMAT_NAMES
 from cli.main import app
 from cli.report_formats import to_html, to_json, to_markdown
 from graph.drawing import to_mermaid
 from graph.sqlite_store import SqliteStore
+from lineage.identifiers import normalize_phone
 from lineage.policy import Policy
 from lineage.reference_case import AUTH, MATCH_JOB, generate
 from lineage.report import ViolationReport
@@ -258,3 +260,17 @@ def test_graph_command_draws_a_dataset_and_a_masked_identifier(home: Path) -> No
     }
     code, _ = run(home, "graph", "nowhere:dataset")
     assert code == 1
+
+
+def test_no_raw_identifier_in_any_report_or_picture(home: Path) -> None:
+    case = generate(users=USERS)
+    traced = next(e for e in case.emails if run(home, "trace", e)[0] == 0)
+    outputs = [run(home, "report", "--format", form)[1] for form in ("md", "html", "json")]
+    outputs += [run(home, "graph", traced, "--format", form)[1] for form in FORMAT_NAMES]
+    outputs += [run(home, "graph", traced, "--json")[1]]
+    outputs += [run(home, "graph", AUTH, "--format", form)[1] for form in FORMAT_NAMES]
+    assert all(outputs)
+    text = "\n".join(outputs).lower()
+    raw = {e.lower() for e in case.emails} | {p for p in case.phones}
+    raw |= {normalize_phone(p) for p in case.phones}
+    assert [v for v in raw if v.lower() in text] == []
