@@ -331,8 +331,8 @@ def downstream(
 @app.command()
 def report(
     as_json: JsonOption = False,
-    since: Annotated[str | None, typer.Option(help="violations from this time on")] = None,
-    until: Annotated[str | None, typer.Option(help="violations before this time")] = None,
+    since: Annotated[str | None, typer.Option(help="violations from this ISO time on")] = None,
+    until: Annotated[str | None, typer.Option(help="violations before this ISO time")] = None,
     form: Annotated[
         str, typer.Option("--format", help="text, or an audit report: md, html or json")
     ] = "text",
@@ -350,8 +350,12 @@ def report(
             from cli.report_formats import FORMATS
 
             with _progress("{task.description}") as bar:
-                task = bar.add_task("report", total=4)
-                audit = service.audit(start, end, lambda what: bar.update(task, description=what))
+                task, done = bar.add_task("report", total=4), iter(range(4))
+
+                def step(what: str) -> None:
+                    bar.update(task, description=what, completed=next(done))
+
+                audit = service.audit(start, end, step)
             sys.stdout.write(FORMATS[form](audit))
             return
         summary = service.report_between(start, end)
