@@ -659,7 +659,7 @@ class SqliteStore:
         self, since: datetime | None = None, until: datetime | None = None
     ) -> list[RouteExample]:
         """One grouped scan of the active alerts in the window; the purposes come out of the
-        JSON body (measured: about 2 s per 500k alerts). With a lone ``min()``, SQLite takes
+        JSON body (measured: 237 ms for 49,632 alerts). With a lone ``min()``, SQLite takes
         the bare ``body`` from the row holding the minimum: the earliest alert of each group
         by time, then id (no stored time is a prefix of another, so the ids decide ties)."""
         rows = self._q(

@@ -2,9 +2,9 @@
 
 An ``AuditReport`` holds the summary of the violations in a window of ``occurred_at``, one
 evidence example per route, the rules, and a picture of the lineage subgraph. It reads the
-store four times (``tally_between``, ``route_examples``, ``edges``, ``carried_origins``); the
-last one scans every copy, so a report on millions of identifiers takes seconds and shows
-progress.
+store four times (``tally_between``, ``route_examples``, ``edges``, ``carried_origins``):
+``route_examples`` reads every alert in the window and ``carried_origins`` every copy, so the
+report's cost grows with both, and the CLI shows its progress.
 """
 
 from __future__ import annotations
