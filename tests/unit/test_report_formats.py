@@ -274,3 +274,33 @@ def test_no_raw_identifier_in_any_report_or_picture(home: Path) -> None:
     raw = {e.lower() for e in case.emails} | {p for p in case.phones}
     raw |= {normalize_phone(p) for p in case.phones}
     assert [v for v in raw if v.lower() in text] == []
+
+
+def test_a_large_graph_is_drawn_around_the_violations(policy: Policy) -> None:
+    store = SqliteStore(":memory:")
+    unrelated = [
+        f.flowed(f"x{i}", f"lake:t{i}", f"lake:t{i + 1}", 1, job=f"copy-{i}") for i in range(45)
+    ]
+    Tracker(store, policy).apply(
+        [
+            f.collected("c1", "ann", "auth:db", f.SECURITY, 0),
+            f.flowed("f1", "auth:db", "ads:t", 1, job="sync"),
+            f.flowed("f2", "auth:db", "lake:t0", 1, job="export"),
+            f.used("u1", "ads:t", f.ADS, 2, job="matcher"),
+            *unrelated,
+        ]
+    )
+    report = build_audit(store, policy)
+    assert not report.whole_graph
+    assert report.picture.title == "Lineage of personal data (around the violations)"
+    # The route (auth:db -> sync -> ads:t -> matcher -> use) and one step beyond: the export.
+    assert {n.id for n in report.picture.nodes} == {
+        "dataset:auth:db",
+        "job:sync",
+        "dataset:ads:t",
+        "job:matcher",
+        f"use:{f.ADS}",
+        "job:export",
+        "dataset:lake:t0",
+    }
+    assert "what lies one step from them" in to_markdown(report)
