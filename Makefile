@@ -9,8 +9,13 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test bench bench-smoke services-start services-stop
-install: $(VENV)/.installed
+.PHONY: install chromium demo test bench bench-smoke services-start services-stop
+install: $(VENV)/.installed chromium
+
+# Headless Chromium (Debian's `chromium`) for the HTML report checks in tests/integration:
+# installed with apt-get when missing and running as root; a no-op once present.
+chromium:
+	bash scripts/install-chromium.sh
 
 demo: install
 	$(VENV)/bin/lineage demo

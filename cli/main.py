@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cli.graph_commands import register as register_graph_commands
 from cli.kafka_commands import register as register_kafka_commands
 from cli.openlineage_commands import register as register_openlineage_commands
 from cli.webhook_commands import register as register_webhook_commands
@@ -349,12 +350,36 @@ def downstream(
 
 
 @app.command()
-def report(as_json: JsonOption = False) -> None:
-    """How many people are affected, since when, through which systems."""
+def report(
+    as_json: JsonOption = False,
+    since: Annotated[str | None, typer.Option(help="violations from this ISO time on")] = None,
+    until: Annotated[str | None, typer.Option(help="violations before this ISO time")] = None,
+    form: Annotated[
+        str, typer.Option("--format", help="text, or an audit report: md, html or json")
+    ] = "text",
+) -> None:
+    """How many people are affected, since when, through which systems; with --format, the
+    audit report (summary, an evidence example per route, a picture). docs/report.md."""
     from cli import render
 
+    start = None if since is None else utc_datetime(since, "--since")
+    end = None if until is None else utc_datetime(until, "--until")
+    if form not in ("text", "md", "html", "json"):
+        raise typer.BadParameter("one of text, md, html, json", param_hint="--format")
     with _service(as_json, writer=False) as service:
-        summary = service.report()
+        if form != "text":
+            from cli.report_formats import FORMATS
+
+            with _progress("{task.description}") as bar:
+                task, done = bar.add_task("report", total=4), iter(range(4))
+
+                def step(what: str) -> None:
+                    bar.update(task, description=what, completed=next(done))
+
+                audit = service.audit(start, end, step)
+            sys.stdout.write(FORMATS[form](audit))
+            return
+        summary = service.report_between(start, end)
     if as_json:
         print(render.to_json(summary))
     else:
@@ -561,6 +586,7 @@ def _kafka_dead_letters(settings: Settings, as_json: bool) -> None:
 
 
 register_kafka_commands(app)
+register_graph_commands(app)
 register_webhook_commands(app)
 register_openlineage_commands(app)
 

@@ -47,6 +47,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Final, LiteralString, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -87,6 +88,7 @@ from graph.errors import (
 )
 from graph.store import GraphSnapshot
 from lineage.alerts import Alert
+from lineage.audit import CarriedOrigin, RouteExample, carried_order, route_examples
 from lineage.errors import StoreError
 from lineage.events import micros
 from lineage.identifiers import Category
@@ -604,6 +606,49 @@ class Neo4jStore:
     def edges(self) -> list[tuple[str, str, str, str]]:
         records = self._read("reading the dataset graph", cypher.EDGES)
         return [(r["kind"], r["a"], r["b"], r["job"]) for r in records]
+
+    # -- the audit report's reads (counted in Python, like ``tally``) ----------------------
+    def _alerts_between(self, since: datetime | None, until: datetime | None) -> list[Alert]:
+        records = self._read(
+            "reading alerts in a window",
+            """
+            MATCH (a:Alert) WHERE a.status = 'active'
+              AND ($since IS NULL OR a.occurred_at >= $since)
+              AND ($until IS NULL OR a.occurred_at < $until)
+            RETURN a.json AS json ORDER BY a.occurred_at, a.alert_id
+            """,
+            since=None if since is None else micros(since),
+            until=None if until is None else micros(until),
+        )
+        return [Alert.model_validate_json(r["json"]) for r in records]
+
+    def tally_between(self, since: datetime | None, until: datetime | None) -> Tally:
+        if since is None and until is None:
+            return self.tally()
+        return tally(self._alerts_between(since, until))
+
+    def route_examples(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[RouteExample]:
+        return route_examples(self._alerts_between(since, until))
+
+    def carried_origins(self) -> list[CarriedOrigin]:
+        """A scan of every COPY_IN relationship (an operator's read)."""
+        records = self._read(
+            "reading the origins each edge carried",
+            """
+            MATCH ()-[c:COPY_IN]->(d:Dataset)
+            RETURN DISTINCT c.source AS source, d.key AS dataset, c.job AS job,
+                   c.origin AS origin
+            """,
+        )
+        found = []
+        for r in records:
+            origin = Origin.parse(r["origin"])
+            found.append(
+                CarriedOrigin(r["source"], r["dataset"], r["job"], origin.dataset, origin.purpose)
+            )
+        return sorted(found, key=carried_order)
 
     def snapshot(self) -> GraphSnapshot:
         """The whole graph from one read transaction, so the parts are mutually consistent."""

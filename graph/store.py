@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from lineage.alerts import Alert
+from lineage.audit import CarriedOrigin, RouteExample
 from lineage.model import (
     CarriedFlow,
     Collection,
@@ -79,6 +81,23 @@ class GraphStore(LineageStore, Protocol):
         """The small dataset/job graph: (kind, from, to, job) for every flow (``flow``: whole
         dataset, ``carried``: of listed identifiers) and use (``use``/``specific``; ``to`` is
         the purpose), each once. ``graph.dataset_graph`` turns it into networkx."""
+        ...
+
+    def tally_between(self, since: datetime | None, until: datetime | None) -> Tally:
+        """``tally`` over the active alerts whose ``occurred_at`` lies in [since, until);
+        with neither bound, exactly ``tally()``."""
+        ...
+
+    def route_examples(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[RouteExample]:
+        """The active alerts in [since, until) grouped by (route, origin purpose, use
+        purpose), each group's count and earliest alert (``lineage.audit.route_examples``)."""
+        ...
+
+    def carried_origins(self) -> list[CarriedOrigin]:
+        """Each distinct (source, dataset, job, origin) over the stored copies, sorted: which
+        origin purposes each dataset edge actually carried (a scan of the copies)."""
         ...
 
     def clear(self) -> None:

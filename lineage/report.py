@@ -24,6 +24,7 @@ class ViolationReport:
     datasets: dict[str, int] = field(default_factory=dict)
     jobs: dict[str, int] = field(default_factory=dict)
     systems: list[str] = field(default_factory=list)
+    people_by_job: dict[str, int] = field(default_factory=dict)
 
 
 Route = tuple[tuple[str, str | None], ...]  # the (dataset, job) of each evidence step

@@ -37,6 +37,7 @@ from streams.log import Appended, EventLog
 if TYPE_CHECKING:
     from graph.dataset_graph import Downstream
     from lineage.openlineage import OpenLineageMapper
+    from runtime.audit import AuditReport
 
 Progress = Callable[[int], None]
 #: What a line of input is: a producer record, or an OpenLineage RunEvent (several events).
@@ -293,6 +294,20 @@ class LineageService:
 
     def report(self) -> ViolationReport:
         return report_from(self.store.tally())
+
+    def report_between(self, since: datetime | None, until: datetime | None) -> ViolationReport:
+        """The summary of the violations that occurred in [since, until)."""
+        return report_from(self.store.tally_between(since, until))
+
+    def audit(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        step: Callable[[str], None] | None = None,
+    ) -> AuditReport:
+        from runtime.audit import build_audit  # networkx: only the report formats
+
+        return build_audit(self.store, self.policy, since, until, step)
 
     def downstream(self, dataset: str) -> Downstream:
         from graph.dataset_graph import build, downstream  # networkx: only this command
