@@ -10,17 +10,18 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 .PHONY: install chromium demo test bench bench-smoke services-start services-stop
-install: $(VENV)/.installed chromium
+install: $(VENV)/.installed
 
 # Headless Chromium (Debian's `chromium`) for the HTML report checks in tests/integration:
-# installed with apt-get when missing and running as root; a no-op once present.
+# installed with apt-get when missing and running as root; a no-op once present. Only the
+# tests need it: `make demo` stays quick on a fresh machine.
 chromium:
 	bash scripts/install-chromium.sh
 
 demo: install
 	$(VENV)/bin/lineage demo
 
-test: install
+test: install chromium
 	bash scripts/test.sh
 
 # The embedded harnesses run without the services' variables (they would switch to Kafka mode).
