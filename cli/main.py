@@ -437,7 +437,7 @@ def demo(
 ) -> None:
     """Replay the synthetic reference case (security identifiers reaching ad matching)."""
     from cli import render
-    from lineage.reference_case import FIX, generate
+    from lineage.reference_case import FIX, MATCH_JOB, generate
 
     case = generate(users=users, seed=seed)
     lines = [json.dumps(record) for record in case.records]
@@ -449,7 +449,11 @@ def demo(
         found = service.alerts()
         summary = service.report()
     after_fix = [a for a in found if a.occurred_at >= FIX]
-    expected = len(case.truth.affected_subjects)
+    truth = case.truth
+    expected = len(truth.affected_subjects)
+    expected_jobs = {MATCH_JOB: expected} if expected else {}
+    window = (summary.first_violation, summary.last_violation)
+    expected_window = (truth.first_violation, truth.last_violation)
     if as_json:
         print(
             json.dumps(
@@ -465,6 +469,10 @@ def demo(
                     "last_violation": summary.last_violation.isoformat()
                     if summary.last_violation
                     else None,
+                    "expected_first_violation": _iso(truth.first_violation),
+                    "expected_last_violation": _iso(truth.last_violation),
+                    "people_by_job": summary.people_by_job,
+                    "expected_people_by_job": expected_jobs,
                     "fix_date": FIX.isoformat(),
                     "alerts_after_fix": len(after_fix),
                     "sample_alerts": [a.model_dump(mode="json") for a in found[:3]],
@@ -484,6 +492,15 @@ def demo(
         f"Affected people: {summary.affected_subjects} ({verdict} the generator's "
         f"{expected} routed to ads before the fix on {FIX:%Y-%m-%d})."
     )
+    verdict = "matches" if summary.people_by_job == expected_jobs else "DIFFERS FROM"
+    console.print(
+        f"People per violating job: {_jobs(summary.people_by_job)} ({verdict} the generator's "
+        f"{_jobs(expected_jobs)})."
+    )
+    verdict = "matches" if window == expected_window else "DIFFERS FROM"
+    console.print(
+        f"Violation window: {_span(window)} ({verdict} the generator's {_span(expected_window)})."
+    )
     console.print(f"Alerts for events after the fix: {len(after_fix)}.")
     if ingested.duplicates or summary.affected_subjects != expected:
         console.print(
@@ -492,6 +509,23 @@ def demo(
         )
     console.print(
         "Try: lineage trace <email>   (demo emails look like userN@example.com, N < users)"
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _jobs(people: dict[str, int]) -> str:
+    return ", ".join(f"{job} {count}" for job, count in sorted(people.items())) or "none"
+
+
+def _span(window: tuple[datetime | None, datetime | None]) -> str:
+    first, last = window
+    return (
+        "none"
+        if first is None or last is None
+        else f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"
     )
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from lineage.identifiers import normalize_phone
-from lineage.reference_case import FIX, generate
+from lineage.reference_case import FIX, MATCH_JOB, generate
 
 USERS = 120
 
@@ -50,8 +50,15 @@ def test_demo_reports_alerts_matching_the_generator(cli: CliRunner) -> None:
     assert alert["evidence"][0]["purpose"].startswith("essential.service")
     assert alert["use_purpose"].startswith("marketing.advertising")
     assert result["last_violation"] < FIX.isoformat()
+    # the officer's answers equal the generator's truth: people per violating job, the window
+    assert result["people_by_job"] == {MATCH_JOB: len(truth.affected_subjects)}
+    assert result["people_by_job"] == result["expected_people_by_job"]
+    assert truth.first_violation is not None and truth.last_violation is not None
+    assert result["first_violation"] == truth.first_violation.isoformat()
+    assert result["last_violation"] == truth.last_violation.isoformat()
     code, human = invoke(cli, "demo", "--users", str(USERS))
-    assert code == 0 and "matches the generator" in human and "after the fix: 0" in human
+    assert code == 0 and "after the fix: 0" in human
+    assert "DIFFERS" not in human and human.count("matches the generator") == 3
 
 
 def test_trace_finds_a_demo_email_typed_any_way(cli: CliRunner) -> None:
