@@ -63,7 +63,8 @@ def test_markdown_has_summary_rules_jobs_routes_and_a_mermaid_picture(policy: Po
     report = audit(policy)
     (route,) = report.routes
     example = route.example
-    assert example.display == "a***@example.com"  # of two alerts at one time, ann's has the smaller id
+    # of two alerts at one time, ann's has the smaller id
+    assert example.display == "a***@example.com"
     description = policy.rules[0].description
     assert to_markdown(report) == "\n".join(
         [
@@ -100,7 +101,8 @@ def test_markdown_has_summary_rules_jobs_routes_and_a_mermaid_picture(policy: Po
             "",
             f"### 1. auth:db → sync → ads:t → matcher → {f.ADS}",
             "",
-            f"2 alert(s); origin purpose `{f.SECURITY}`, use purpose `{f.ADS}`. Example: a***@example.com "
+            f"2 alert(s); origin purpose `{f.SECURITY}`, use purpose `{f.ADS}`. "
+            "Example: a***@example.com "
             f"(ref `{example.identifier[:16]}…`), alert `{example.alert_id}`, rule `{RULE}`, "
             "first violating use 2015-01-01 02:00:00 UTC.",
             "",
