@@ -120,7 +120,14 @@ def print_report(console: Console, report: ViolationReport) -> None:
         ("by identifier kind", ", ".join(f"{k}: {v}" for k, v in report.by_category.items())),
         ("violations between", f"{first} and {last}"),
         ("systems on evidence paths", ", ".join(report.systems)),
-        ("jobs on evidence paths", ", ".join(report.jobs)),
+        (
+            "violating (use) jobs",
+            ", ".join(f"{job}: {n} people" for job, n in report.people_by_job.items()),
+        ),
+        (
+            "flow jobs on evidence paths",
+            ", ".join(job for job in report.jobs if job not in report.people_by_job),
+        ),
         ("by year", ", ".join(f"{k}: {v}" for k, v in report.by_year.items())),
     ]
     for name, value in rows:

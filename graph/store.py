@@ -20,6 +20,7 @@ from lineage.model import (
     UseEdge,
 )
 from lineage.ports import LineageStore
+from lineage.queries import QueryReader
 from lineage.report import Tally
 
 
@@ -46,8 +47,9 @@ class GraphSnapshot:
         return {name: len(getattr(self, name)) for name in self.__dataclass_fields__}
 
 
-class GraphStore(LineageStore, Protocol):
-    """Adds what operators and tests read, beyond what propagation needs."""
+class GraphStore(LineageStore, QueryReader, Protocol):
+    """Adds what operators and tests read, beyond what propagation needs (and the query
+    layer's reads, ``lineage.queries.QueryReader``)."""
 
     def snapshot(self) -> GraphSnapshot: ...
 
@@ -71,8 +73,9 @@ class GraphStore(LineageStore, Protocol):
         revision (a newer revision written meanwhile stays to be published)."""
         ...
 
-    def tally(self) -> Tally:
-        """What ``lineage.report.report_from`` needs, over the active alerts."""
+    def tally(self, as_of: int | None = None) -> Tally:
+        """What ``lineage.report.report_from`` needs, over the active alerts (those that
+        occurred at or before ``as_of``, when given)."""
         ...
 
     def edges(self) -> list[tuple[str, str, str, str]]:

@@ -23,6 +23,7 @@ class ViolationReport:
     datasets: dict[str, int] = field(default_factory=dict)
     jobs: dict[str, int] = field(default_factory=dict)
     systems: list[str] = field(default_factory=list)
+    people_by_job: dict[str, int] = field(default_factory=dict)
 
 
 Route = tuple[tuple[str, str | None], ...]  # the (dataset, job) of each evidence step
@@ -41,6 +42,7 @@ class Tally:
     by_rule: dict[str, int] = field(default_factory=dict)
     by_year: dict[str, int] = field(default_factory=dict)
     routes: dict[Route, int] = field(default_factory=dict)
+    people_by_job: dict[str, int] = field(default_factory=dict)
 
 
 def route_of(alert: Alert) -> Route:
@@ -55,12 +57,15 @@ def tally(alerts: Iterable[Alert]) -> Tally:
     by_rule: Counter[str] = Counter()
     by_year: Counter[str] = Counter()
     routes: Counter[Route] = Counter()
+    by_job: dict[str, set[str]] = {}
     for alert in alerts:
         counted.alerts += 1
         by_rule[alert.rule] += 1
         by_year[str(alert.occurred_at.year)] += 1
         categories[alert.identifier] = alert.category
-        people.update(alert.subjects or [f"identifier:{alert.identifier}"])
+        owners = alert.subjects or [f"identifier:{alert.identifier}"]
+        people.update(owners)
+        by_job.setdefault(alert.use_job, set()).update(owners)
         routes[route_of(alert)] += 1
         if counted.first is None or alert.occurred_at < counted.first:
             counted.first = alert.occurred_at
@@ -71,6 +76,7 @@ def tally(alerts: Iterable[Alert]) -> Tally:
     counted.by_rule = dict(by_rule)
     counted.by_year = dict(by_year)
     counted.routes = dict(routes)
+    counted.people_by_job = {job: len(owners) for job, owners in by_job.items()}
     return counted
 
 
@@ -95,6 +101,7 @@ def report_from(counted: Tally) -> ViolationReport:
         datasets=dict(datasets.most_common()),
         jobs=dict(jobs.most_common()),
         systems=sorted({name.split(":", 1)[0] for name in datasets}),
+        people_by_job=dict(sorted(counted.people_by_job.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
 
 
