@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cli.kafka_commands import register as register_kafka_commands
+from cli.query_commands import register as register_query_commands
 from cli.webhook_commands import register as register_webhook_commands
 from lineage.errors import ConfigurationError, LineageError, StoreError
 
@@ -39,6 +40,14 @@ console = Console(stderr=False)
 errors = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="as the lineage stood then, by event time (ISO 8601 date or time; without an "
+        "offset it is UTC)",
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -243,6 +252,7 @@ def trace(
         ),
     ],
     as_json: JsonOption = False,
+    as_of: AsOfOption = None,
 ) -> None:
     """Where did this phone number or email go? Datasets, jobs and uses, per origin purpose."""
     from cli import render
@@ -261,13 +271,14 @@ def trace(
         shown = mask(category, normalize(category, raw, region))
     except LineageError as exc:
         raise _fail(str(exc)) from None
+    when = utc_datetime(as_of, "--as-of") if as_of is not None else None
     with _service(as_json, writer=False) as service:
-        result = service.trace(raw)
+        result = service.trace(raw, when)
     if result is None:
         if as_json:
             print(json.dumps({"found": False, "identifier": shown}))
         else:
-            errors.print(f"No lineage recorded for {shown}.")
+            errors.print(f"No lineage recorded for {shown}" + (f" as of {as_of}." if when else "."))
         raise typer.Exit(1)
     if as_json:
         print(render.to_json(result))
@@ -278,7 +289,8 @@ def trace(
 @app.command()
 def alerts(
     as_json: JsonOption = False,
-    limit: Annotated[int | None, typer.Option(help="show at most this many")] = 20,
+    limit: Annotated[int, typer.Option(help="show at most this many (0: all)")] = 20,
+    show_all: Annotated[bool, typer.Option("--all", help="show every alert")] = False,
     follow: Annotated[bool, typer.Option(help="consume the Kafka alerts topic live")] = False,
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="with --follow: replay the topic first")
@@ -298,12 +310,15 @@ def alerts(
         except LineageError as exc:
             raise _fail(str(exc)) from None
         return
+    if limit < 0:
+        raise _fail("--limit must be 0 (all) or more")
+    shown = None if show_all or limit == 0 else limit
     with _service(as_json, writer=False) as service:
         found = service.alerts()
     if as_json:
-        print(render.alerts_json(found if limit is None else found[:limit]))
+        print(render.alerts_json(found, shown))
     else:
-        render.print_alerts(console, found, limit)
+        render.print_alerts(console, found, shown)
         console.print(f"{len(found)} alert(s) in total.")
 
 
@@ -328,12 +343,13 @@ def downstream(
 
 
 @app.command()
-def report(as_json: JsonOption = False) -> None:
+def report(as_json: JsonOption = False, as_of: AsOfOption = None) -> None:
     """How many people are affected, since when, through which systems."""
     from cli import render
 
+    when = utc_datetime(as_of, "--as-of") if as_of is not None else None
     with _service(as_json, writer=False) as service:
-        summary = service.report()
+        summary = service.report(when)
     if as_json:
         print(render.to_json(summary))
     else:
@@ -539,6 +555,7 @@ def _kafka_dead_letters(settings: Settings, as_json: bool) -> None:
 
 register_kafka_commands(app)
 register_webhook_commands(app)
+register_query_commands(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point
