@@ -15,6 +15,7 @@ from datetime import datetime
 from lineage.events import from_micros, micros
 from lineage.model import Copy, Origin
 from lineage.queries import CollectionGroup, ErasedCopy, Holding, Violation, people_of
+from lineage.report import Route
 
 #: One SQL parameter list per statement stays far below SQLite's 32,766.
 _CHUNK = 500
@@ -23,34 +24,31 @@ _PERSON = "coalesce(s.subject, char(0) || CAST(c.ident AS TEXT))"
 
 
 def violations(db: sqlite3.Connection, as_of: int) -> list[Violation]:
-    """Alert fields beside the JSON body are read with ``json_extract`` (in SQLite's C code);
-    the route is the indexed ``route`` column."""
+    """Alert fields beside the JSON body are read with one ``json_extract`` (in SQLite's C
+    code); the route is the ``route`` column."""
     rows = db.execute(
-        "SELECT i.ref, a.category, json_extract(a.body, '$.origin_dataset'), "
-        "json_extract(a.body, '$.origin_purpose'), a.route, "
-        "json_extract(a.body, '$.use_dataset'), json_extract(a.body, '$.use_job'), "
-        "json_extract(a.body, '$.use_purpose'), a.occurred_at, "
+        "SELECT i.ref, a.category, json_extract(a.body, '$.origin_dataset', "
+        "'$.origin_purpose', '$.use_dataset', '$.use_job', '$.use_purpose'), a.route, "
+        "a.occurred_at, "
         "(SELECT json_group_array(s.subject) FROM subjects s WHERE s.ident = a.ident) "
         "FROM alerts a JOIN identifiers i ON i.id = a.ident "
         "WHERE a.status = 'active' AND a.occurred_at <= ?",
         (from_micros(as_of).isoformat(),),
     ).fetchall()
-    return [
-        Violation(
-            ref,
-            category,
-            origin_dataset,
-            origin_purpose,
-            tuple((d, j) for d, j in json.loads(route)),
-            use_dataset,
-            use_job,
-            use_purpose,
-            micros(datetime.fromisoformat(at)),
-            people_of(json.loads(subjects), ref),
-        )
-        for (ref, category, origin_dataset, origin_purpose, route, use_dataset, use_job,
-             use_purpose, at, subjects) in rows
-    ]  # fmt: skip
+    routes: dict[str, Route] = {}  # few distinct routes: parse each once
+    times: dict[str, int] = {}
+    found: list[Violation] = []
+    for ref, category, fields, route, at, subjects in rows:
+        origin_dataset, origin_purpose, use_dataset, use_job, use_purpose = json.loads(fields)
+        if route not in routes:
+            routes[route] = tuple((d, j) for d, j in json.loads(route))
+        if at not in times:
+            times[at] = micros(datetime.fromisoformat(at))
+        found.append(
+            Violation(ref, category, origin_dataset, origin_purpose, routes[route], use_dataset,
+                      use_job, use_purpose, times[at], people_of(json.loads(subjects), ref))
+        )  # fmt: skip
+    return found
 
 
 def dataset_edges(db: sqlite3.Connection, as_of: int) -> list[tuple[str, str, str, str]]:
