@@ -8,6 +8,7 @@ signed up for the newsletter, which the ads table also receives.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,5 +167,8 @@ def test_demo_as_of_before_and_after_the_first_violation(cli: CliRunner) -> None
     report = json.loads(out)
     truth = generate(users=users).truth
     assert report["people_by_job"] == {MATCH_JOB: len(truth.affected_subjects)}
+    assert truth.first_violation is not None and truth.last_violation is not None
+    window = [datetime.fromisoformat(report[k]) for k in ("first_violation", "last_violation")]
+    assert window == [truth.first_violation, truth.last_violation]
     code, text = run(cli, "report")
     assert f"{MATCH_JOB}: {len(truth.affected_subjects)} people" in text
