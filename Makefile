@@ -32,6 +32,7 @@ EMBEDDED = env -u LINEAGE_KAFKA_BOOTSTRAP -u LINEAGE_NEO4J_URI -u LINEAGE_STORE 
 bench: install
 	$(EMBEDDED) $(VENV)/bin/python -m bench.embedded_scale --users 850000 --old 0386860
 	$(EMBEDDED) $(VENV)/bin/python -m bench.propagation --users 20000 --users 200000
+	$(EMBEDDED) $(VENV)/bin/python -m bench.as_of --users 20000 --users 100000
 	$(VENV)/bin/python -m bench.neo4j_tracker --users 1000
 
 # A smoke size of every harness, run by CI so that they keep working (no figures kept).
@@ -39,6 +40,7 @@ bench-smoke: install
 	$(EMBEDDED) $(VENV)/bin/python -m bench.embedded_scale --users 2000
 	$(EMBEDDED) $(VENV)/bin/python -m bench.propagation --users 2000
 	$(EMBEDDED) $(VENV)/bin/python -m bench.scale --users 2000
+	$(EMBEDDED) $(VENV)/bin/python -m bench.as_of --users 2000 --repeat 1
 	$(VENV)/bin/python -m bench.neo4j_tracker --users 200
 
 services-start:

@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -17,6 +17,7 @@ from rich.markup import escape
 from cli.graph_commands import register as register_graph_commands
 from cli.kafka_commands import register as register_kafka_commands
 from cli.openlineage_commands import register as register_openlineage_commands
+from cli.query_commands import register as register_query_commands
 from cli.webhook_commands import register as register_webhook_commands
 from lineage.errors import ConfigurationError, LineageError, StoreError
 
@@ -41,6 +42,14 @@ console = Console(stderr=False)
 errors = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="as the lineage stood then, by event time (ISO 8601 date or time; without an "
+        "offset it is UTC)",
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -265,6 +274,7 @@ def trace(
         ),
     ],
     as_json: JsonOption = False,
+    as_of: AsOfOption = None,
 ) -> None:
     """Where did this phone number or email go? Datasets, jobs and uses, per origin purpose."""
     from cli import render
@@ -283,13 +293,14 @@ def trace(
         shown = mask(category, normalize(category, raw, region))
     except LineageError as exc:
         raise _fail(str(exc)) from None
+    when = utc_datetime(as_of, "--as-of") if as_of is not None else None
     with _service(as_json, writer=False) as service:
-        result = service.trace(raw)
+        result = service.trace(raw, when)
     if result is None:
         if as_json:
             print(json.dumps({"found": False, "identifier": shown}))
         else:
-            errors.print(f"No lineage recorded for {shown}.")
+            errors.print(f"No lineage recorded for {shown}" + (f" as of {as_of}." if when else "."))
         raise typer.Exit(1)
     if as_json:
         print(render.to_json(result))
@@ -300,7 +311,8 @@ def trace(
 @app.command()
 def alerts(
     as_json: JsonOption = False,
-    limit: Annotated[int | None, typer.Option(help="show at most this many")] = 20,
+    limit: Annotated[int, typer.Option(help="show at most this many (0: all)")] = 20,
+    show_all: Annotated[bool, typer.Option("--all", help="show every alert")] = False,
     follow: Annotated[bool, typer.Option(help="consume the Kafka alerts topic live")] = False,
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="with --follow: replay the topic first")
@@ -320,12 +332,15 @@ def alerts(
         except LineageError as exc:
             raise _fail(str(exc)) from None
         return
+    if limit < 0:
+        raise _fail("--limit must be 0 (all) or more")
+    shown = None if show_all or limit == 0 else limit
     with _service(as_json, writer=False) as service:
         found = service.alerts()
     if as_json:
-        print(render.alerts_json(found if limit is None else found[:limit]))
+        print(render.alerts_json(found, shown))
     else:
-        render.print_alerts(console, found, limit)
+        render.print_alerts(console, found, shown)
         console.print(f"{len(found)} alert(s) in total.")
 
 
@@ -357,6 +372,7 @@ def report(
     form: Annotated[
         str, typer.Option("--format", help="text, or an audit report: md, html or json")
     ] = "text",
+    as_of: AsOfOption = None,
 ) -> None:
     """How many people are affected, since when, through which systems; with --format, the
     audit report (summary, an evidence example per route, a picture). docs/report.md."""
@@ -364,6 +380,9 @@ def report(
 
     start = None if since is None else utc_datetime(since, "--since")
     end = None if until is None else utc_datetime(until, "--until")
+    when = None if as_of is None else utc_datetime(as_of, "--as-of")
+    if when is not None:  # as of D: the violations up to D included, the graph as it was
+        end = min(end or datetime.max.replace(tzinfo=UTC), when + timedelta(microseconds=1))
     if form not in ("text", "md", "html", "json"):
         raise typer.BadParameter("one of text, md, html, json", param_hint="--format")
     with _service(as_json, writer=False) as service:
@@ -376,7 +395,7 @@ def report(
                 def step(what: str) -> None:
                     bar.update(task, description=what, completed=next(done))
 
-                audit = service.audit(start, end, step)
+                audit = service.audit(start, end, step, when)
             sys.stdout.write(FORMATS[form](audit))
             return
         summary = service.report_between(start, end)
@@ -623,6 +642,7 @@ register_kafka_commands(app)
 register_graph_commands(app)
 register_webhook_commands(app)
 register_openlineage_commands(app)
+register_query_commands(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -48,8 +48,17 @@ def to_json(value: Any) -> str:
     return json.dumps(TypeAdapter(type(value)).dump_python(value, mode="json"), indent=2)
 
 
-def alerts_json(alerts: list[Alert]) -> str:
-    return json.dumps([a.model_dump(mode="json") for a in alerts], indent=2)
+def alerts_json(alerts: list[Alert], limit: int | None = None) -> str:
+    """``total`` and ``truncated`` beside the alerts shown: never a silent cut."""
+    shown = alerts if limit is None else alerts[:limit]
+    return json.dumps(
+        {
+            "total": len(alerts),
+            "truncated": len(shown) < len(alerts),
+            "alerts": [a.model_dump(mode="json") for a in shown],
+        },
+        indent=2,
+    )
 
 
 def _when(node: TraceNode) -> str:
@@ -108,7 +117,7 @@ def print_alerts(console: Console, alerts: list[Alert], limit: int | None = None
                 f"    {step.at:%Y-%m-%d %H:%M}  {detail}  [dim](event {step.event_id})[/]"
             )
     if limit is not None and len(alerts) > limit:
-        console.print(f"… and {len(alerts) - limit} more (use --limit or --json)")
+        console.print(f"showing {limit} of {len(alerts)}, use --all (or --limit N)")
 
 
 def print_report(console: Console, report: ViolationReport) -> None:
@@ -122,7 +131,14 @@ def print_report(console: Console, report: ViolationReport) -> None:
         ("by identifier kind", ", ".join(f"{k}: {v}" for k, v in report.by_category.items())),
         ("violations between", f"{first} and {last}"),
         ("systems on evidence paths", ", ".join(report.systems)),
-        ("jobs on evidence paths", ", ".join(report.jobs)),
+        (
+            "violating (use) jobs",
+            ", ".join(f"{job}: {n} people" for job, n in report.people_by_job.items()),
+        ),
+        (
+            "flow jobs on evidence paths",
+            ", ".join(job for job in report.jobs if job not in report.people_by_job),
+        ),
         ("by year", ", ".join(f"{k}: {v}" for k, v in report.by_year.items())),
     ]
     for name, value in rows:

@@ -80,6 +80,7 @@ from tenacity import (
 )
 
 from graph import neo4j_cypher as cypher
+from graph import neo4j_queries
 from graph.errors import (
     ClassifiedStoreError,
     FatalStoreError,
@@ -105,6 +106,7 @@ from lineage.model import (
 )
 from lineage.planner import FactRows, NodeState, Row, State, StateKeys
 from lineage.ports import Facts, FirstRun, History, Request, Window, Writes
+from lineage.queries import CollectionGroup, ErasedCopy, Holding, Violation
 from lineage.report import Tally, tally
 
 T = TypeVar("T")
@@ -599,9 +601,29 @@ class Neo4jStore:
         rows = [{"alert_id": a.alert_id, "revision": a.revision} for a in alerts]
         self._write("marking alerts published", cypher.MARK_PUBLISHED, rows=rows)
 
-    def tally(self) -> Tally:
-        """Counted in Python over the active alerts (one read)."""
-        return tally(self.alerts())
+    def tally(self, as_of: int | None = None) -> Tally:
+        """Counted in Python over the active alerts (one read); ``as_of``: only violations
+        up to that time."""
+        alerts = self.alerts()
+        if as_of is not None:
+            alerts = [a for a in alerts if micros(a.occurred_at) <= as_of]
+        return tally(alerts)
+
+    # -- the query layer's reads (lineage.queries.QueryReader; Cypher in graph/neo4j_queries) -
+    def violations(self, as_of: int) -> list[Violation]:
+        return neo4j_queries.violations(self._read, as_of)
+
+    def dataset_edges(self, as_of: int) -> list[tuple[str, str, str, str]]:
+        return neo4j_queries.dataset_edges(self._read, as_of)
+
+    def holdings(self, datasets: Sequence[str], as_of: int) -> list[Holding]:
+        return neo4j_queries.holdings(self._read, datasets, as_of)
+
+    def collection_groups(self, as_of: int) -> list[CollectionGroup]:
+        return neo4j_queries.collection_groups(self._read, as_of)
+
+    def erased_copies(self, as_of: int) -> list[ErasedCopy]:
+        return neo4j_queries.erased_copies(self._read, as_of)
 
     def edges(self) -> list[tuple[str, str, str, str]]:
         records = self._read("reading the dataset graph", cypher.EDGES)
@@ -632,15 +654,17 @@ class Neo4jStore:
     ) -> list[RouteExample]:
         return route_examples(self._alerts_between(since, until))
 
-    def carried_origins(self) -> list[CarriedOrigin]:
+    def carried_origins(self, as_of: int | None = None) -> list[CarriedOrigin]:
         """A scan of every COPY_IN relationship (an operator's read)."""
         records = self._read(
             "reading the origins each edge carried",
             """
             MATCH ()-[c:COPY_IN]->(d:Dataset)
+            WHERE $as_of IS NULL OR c.since <= $as_of
             RETURN DISTINCT c.source AS source, d.key AS dataset, c.job AS job,
                    c.origin AS origin
             """,
+            as_of=as_of,
         )
         found = []
         for r in records:

@@ -16,10 +16,12 @@ from datetime import UTC, datetime
 from itertools import chain
 from typing import Any, TypeVar, cast
 
+from graph import sqlite_queries
 from graph.store import GraphSnapshot
 from lineage.alerts import Alert
 from lineage.audit import CarriedOrigin, RouteExample, carried_order, order_examples
 from lineage.errors import StoreError
+from lineage.events import from_micros
 from lineage.identifiers import DATASET_LEVEL_SUBJECT, Category
 from lineage.model import (
     CarriedFlow,
@@ -34,6 +36,7 @@ from lineage.model import (
 )
 from lineage.planner import FactRows, NodeState, State, StateKeys
 from lineage.ports import Facts, FirstRun, History, Request, Window, Writes
+from lineage.queries import CollectionGroup, ErasedCopy, Holding, Violation
 from lineage.report import Tally, route_of
 from runtime.faults import fault_point
 
@@ -121,6 +124,10 @@ def _refs_of(pairs: Iterable[tuple[Any, ...]]) -> Iterator[str]:
 def _by_id(keys: Iterable[tuple[Any, ...]], ids: dict[str, int]) -> list[tuple[Any, ...]]:
     """Keys led by an identifier ref, led by its row id instead (unknown refs have no rows)."""
     return [(ids[key[0]], *key[1:]) for key in keys if key[0] in ids]
+
+
+#: Later than any event time (events end before 2100).
+MAX_TIME = 1 << 62
 
 
 class SqliteStore:
@@ -570,45 +577,71 @@ class SqliteStore:
                 "SELECT alert_id FROM alerts WHERE status = 'active'")),
         )  # fmt: skip
 
-    def tally(self) -> Tally:
+    def tally(self, as_of: int | None = None) -> Tally:
         """The report's inputs in a few aggregate queries over indexed columns: a report on
-        a million alerts reads no alert JSON."""
-        active = "FROM alerts WHERE status = 'active'"
+        a million alerts reads no alert JSON. ``as_of``: only violations up to that time."""
+        if as_of is None:
+            return self._tally("", ())
+        return self._tally(" AND occurred_at <= ?", (from_micros(as_of).isoformat(),))
+
+    def _tally(self, where: str, params: tuple[Any, ...]) -> Tally:
+        active = f"FROM alerts WHERE status = 'active'{where}"
         counted = Tally()
-        (counted.alerts,) = self._q(f"SELECT count(*) {active}")[0]
+        (counted.alerts,) = self._q(f"SELECT count(*) {active}", params)[0]
         if not counted.alerts:
             return counted
         counted.identifiers_by_category = dict(
-            self._q(f"SELECT category, count(DISTINCT ident) {active} GROUP BY category")
+            self._q(f"SELECT category, count(DISTINCT ident) {active} GROUP BY category", params)
         )
-        first, last = self._q(f"SELECT min(occurred_at), max(occurred_at) {active}")[0]
+        first, last = self._q(f"SELECT min(occurred_at), max(occurred_at) {active}", params)[0]
         counted.first, counted.last = (datetime.fromisoformat(first), datetime.fromisoformat(last))
-        counted.by_rule = dict(self._q(f"SELECT rule, count(*) {active} GROUP BY rule"))
+        counted.by_rule = dict(self._q(f"SELECT rule, count(*) {active} GROUP BY rule", params))
         counted.by_year = dict(
-            self._q(f"SELECT substr(occurred_at, 1, 4), count(*) {active} GROUP BY 1")
+            self._q(f"SELECT substr(occurred_at, 1, 4), count(*) {active} GROUP BY 1", params)
         )
-        counted.routes = {
-            tuple((d, j) for d, j in json.loads(route)): n
-            for route, n in self._q(f"SELECT route, count(*) {active} GROUP BY route")
-        }
+        routes = {route: n for route, n in self._q(
+            f"SELECT route, count(*) {active} GROUP BY route", params)}  # fmt: skip
+        parsed = {route: tuple((d, j) for d, j in json.loads(route)) for route in routes}
+        counted.routes = {parsed[route]: n for route, n in routes.items()}
+        # The use job is the last evidence step's job: the few distinct routes name it, so
+        # people per job come from the same pass as people overall (no alert JSON is read).
         # Distinct people in Python: SQLite's count(DISTINCT) sorts a million subject strings
         # in a temp B-tree (2.2 s at 1M identifiers; a set takes 0.7 s).
+        job_of = {route: str(steps[-1][1]) for route, steps in parsed.items() if steps}
+        jobs = set(job_of.values())
         people: set[str] = set()
-        unowned = 0
-        for _, category, subject in self._q(
-            f"SELECT a.ident, a.category, s.subject FROM (SELECT DISTINCT ident, category "
-            f"{active}) a LEFT JOIN subjects s ON s.ident = a.ident"
-        ):
-            if subject is None:
-                unowned += 1  # an identifier with no known owner counts as one person
-            elif subject == DATASET_LEVEL_SUBJECT:  # OpenLineage: no person, no identifier
-                counted.identifiers_by_category[category] -= 1
-            else:
-                people.add(subject)
-        counted.people = len(people) + unowned
+        by_job: dict[str, set[str]] = {}
+        dataset_level: dict[int, str] = {}  # OpenLineage's pseudo-identifiers: no person
+        if len(jobs) == 1 and len(job_of) == len(parsed):  # one violating job: all people
+            rows = self._q(
+                f"SELECT a.ident, NULL, a.category, s.subject FROM (SELECT DISTINCT ident, "
+                f"category {active}) a LEFT JOIN subjects s ON s.ident = a.ident",
+                params,
+            )
+        else:
+            rows = self._q(
+                f"SELECT a.ident, a.route, a.category, s.subject FROM (SELECT DISTINCT ident, "
+                f"route, category {active}) a LEFT JOIN subjects s ON s.ident = a.ident",
+                params,
+            )
+        for ident, route, category, subject in rows:
+            if subject == DATASET_LEVEL_SUBJECT:
+                dataset_level[ident] = category
+                continue
+            # an identifier with no known owner counts as one person
+            owner = subject if subject is not None else f"\x00{ident}"
+            people.add(owner)
+            if route in job_of:
+                by_job.setdefault(job_of[route], set()).add(owner)
+        for category in dataset_level.values():
+            counted.identifiers_by_category[category] -= 1
         counted.identifiers_by_category = {
             c: n for c, n in counted.identifiers_by_category.items() if n
         }
+        counted.people = len(people)
+        counted.people_by_job = {job: len(owners) for job, owners in by_job.items()}
+        if len(jobs) == 1 and not by_job and counted.people:
+            counted.people_by_job = {jobs.pop(): counted.people}
         return counted  # fmt: skip
 
     # -- the audit report's reads ------------------------------------------------------
@@ -623,42 +656,11 @@ class SqliteStore:
         )
 
     def tally_between(self, since: datetime | None, until: datetime | None) -> Tally:
-        """``tally`` with the same aggregate queries restricted to a window of
-        ``occurred_at`` (the covering index ``alerts_tally`` still serves them)."""
+        """``tally`` restricted to violations in [since, until) (the covering index
+        ``alerts_tally`` still serves the aggregate queries)."""
         if since is None and until is None:
             return self.tally()
-        bounds = self._window(since, until)
-        active = "FROM alerts WHERE status = 'active' AND occurred_at >= ? AND occurred_at < ?"
-        counted = Tally()
-        (counted.alerts,) = self._q(f"SELECT count(*) {active}", bounds)[0]
-        if not counted.alerts:
-            return counted
-        counted.identifiers_by_category = dict(
-            self._q(f"SELECT category, count(DISTINCT ident) {active} GROUP BY category", bounds)
-        )
-        first, last = self._q(f"SELECT min(occurred_at), max(occurred_at) {active}", bounds)[0]
-        counted.first, counted.last = (datetime.fromisoformat(first), datetime.fromisoformat(last))
-        counted.by_rule = dict(self._q(f"SELECT rule, count(*) {active} GROUP BY rule", bounds))
-        counted.by_year = dict(
-            self._q(f"SELECT substr(occurred_at, 1, 4), count(*) {active} GROUP BY 1", bounds)
-        )
-        counted.routes = {
-            tuple((d, j) for d, j in json.loads(route)): n
-            for route, n in self._q(f"SELECT route, count(*) {active} GROUP BY route", bounds)
-        }
-        people: set[str] = set()
-        unowned = 0
-        for _, subject in self._q(
-            f"SELECT a.ident, s.subject FROM (SELECT DISTINCT ident {active}) a "
-            "LEFT JOIN subjects s ON s.ident = a.ident",
-            bounds,
-        ):
-            if subject is None:
-                unowned += 1
-            else:
-                people.add(subject)
-        counted.people = len(people) + unowned
-        return counted
+        return self._tally(" AND occurred_at >= ? AND occurred_at < ?", self._window(since, until))
 
     def route_examples(
         self, since: datetime | None = None, until: datetime | None = None
@@ -684,15 +686,32 @@ class SqliteStore:
             for route, origin, use, count, _, body in rows
         )
 
-    def carried_origins(self) -> list[CarriedOrigin]:
+    def carried_origins(self, as_of: int | None = None) -> list[CarriedOrigin]:
         """A scan of every copy (an operator's read, never on the write path)."""
         found: list[CarriedOrigin] = []
         for source, dataset, job, key in self._q(
-            "SELECT DISTINCT source, dataset, job, origin FROM copies"
+            "SELECT DISTINCT source, dataset, job, origin FROM copies WHERE since <= ?",
+            (MAX_TIME if as_of is None else as_of,),
         ):
             origin = Origin.parse(key)
             found.append(CarriedOrigin(source, dataset, job, origin.dataset, origin.purpose))
         return sorted(found, key=carried_order)
+
+    # -- the query layer's reads (lineage.queries.QueryReader; SQL in graph/sqlite_queries) --
+    def violations(self, as_of: int) -> list[Violation]:
+        return sqlite_queries.violations(self._db, as_of)
+
+    def dataset_edges(self, as_of: int) -> list[tuple[str, str, str, str]]:
+        return sqlite_queries.dataset_edges(self._db, as_of)
+
+    def holdings(self, datasets: Sequence[str], as_of: int) -> list[Holding]:
+        return sqlite_queries.holdings(self._db, datasets, as_of)
+
+    def collection_groups(self, as_of: int) -> list[CollectionGroup]:
+        return sqlite_queries.collection_groups(self._db, as_of)
+
+    def erased_copies(self, as_of: int) -> list[ErasedCopy]:
+        return sqlite_queries.erased_copies(self._db, as_of)
 
     # -- rebuilding from the log -------------------------------------------------------
     def begin_rebuild(self) -> None:

@@ -22,6 +22,7 @@ from lineage.model import (
     UseEdge,
 )
 from lineage.ports import LineageStore
+from lineage.queries import QueryReader
 from lineage.report import Tally
 
 
@@ -48,8 +49,9 @@ class GraphSnapshot:
         return {name: len(getattr(self, name)) for name in self.__dataclass_fields__}
 
 
-class GraphStore(LineageStore, Protocol):
-    """Adds what operators and tests read, beyond what propagation needs."""
+class GraphStore(LineageStore, QueryReader, Protocol):
+    """Adds what operators and tests read, beyond what propagation needs (and the query
+    layer's reads, ``lineage.queries.QueryReader``)."""
 
     def snapshot(self) -> GraphSnapshot: ...
 
@@ -73,8 +75,9 @@ class GraphStore(LineageStore, Protocol):
         revision (a newer revision written meanwhile stays to be published)."""
         ...
 
-    def tally(self) -> Tally:
-        """What ``lineage.report.report_from`` needs, over the active alerts."""
+    def tally(self, as_of: int | None = None) -> Tally:
+        """What ``lineage.report.report_from`` needs, over the active alerts (those that
+        occurred at or before ``as_of``, when given)."""
         ...
 
     def edges(self) -> list[tuple[str, str, str, str]]:
@@ -95,9 +98,9 @@ class GraphStore(LineageStore, Protocol):
         purpose), each group's count and earliest alert (``lineage.audit.route_examples``)."""
         ...
 
-    def carried_origins(self) -> list[CarriedOrigin]:
-        """Each distinct (source, dataset, job, origin) over the stored copies, sorted: which
-        origin purposes each dataset edge actually carried (a scan of the copies)."""
+    def carried_origins(self, as_of: int | None = None) -> list[CarriedOrigin]:
+        """Each distinct (source, dataset, job, origin) over the stored copies (those arrived
+        by ``as_of``, when given), sorted: which origin purposes each dataset edge carried."""
         ...
 
     def clear(self) -> None:

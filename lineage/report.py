@@ -43,6 +43,7 @@ class Tally:
     by_rule: dict[str, int] = field(default_factory=dict)
     by_year: dict[str, int] = field(default_factory=dict)
     routes: dict[Route, int] = field(default_factory=dict)
+    people_by_job: dict[str, int] = field(default_factory=dict)
 
 
 def route_of(alert: Alert) -> Route:
@@ -59,13 +60,16 @@ def tally(alerts: Iterable[Alert]) -> Tally:
     by_rule: Counter[str] = Counter()
     by_year: Counter[str] = Counter()
     routes: Counter[Route] = Counter()
+    by_job: dict[str, set[str]] = {}
     for alert in alerts:
         counted.alerts += 1
         by_rule[alert.rule] += 1
         by_year[str(alert.occurred_at.year)] += 1
-        if DATASET_LEVEL_SUBJECT not in alert.subjects:
+        if DATASET_LEVEL_SUBJECT not in alert.subjects:  # OpenLineage: not a person
             categories[alert.identifier] = alert.category
-            people.update(alert.subjects or [f"identifier:{alert.identifier}"])
+            owners = alert.subjects or [f"identifier:{alert.identifier}"]
+            people.update(owners)
+            by_job.setdefault(alert.use_job, set()).update(owners)
         routes[route_of(alert)] += 1
         if counted.first is None or alert.occurred_at < counted.first:
             counted.first = alert.occurred_at
@@ -76,6 +80,7 @@ def tally(alerts: Iterable[Alert]) -> Tally:
     counted.by_rule = dict(by_rule)
     counted.by_year = dict(by_year)
     counted.routes = dict(routes)
+    counted.people_by_job = {job: len(owners) for job, owners in by_job.items()}
     return counted
 
 
@@ -100,6 +105,7 @@ def report_from(counted: Tally) -> ViolationReport:
         datasets=dict(datasets.most_common()),
         jobs=dict(jobs.most_common()),
         systems=sorted({name.split(":", 1)[0] for name in datasets}),
+        people_by_job=dict(sorted(counted.people_by_job.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
 
 

@@ -7,7 +7,7 @@ the collection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from lineage.events import from_micros
@@ -57,9 +57,9 @@ class Trace:
         return sum(count(o.root) for o in self.origins)
 
 
-def _uses(facts: Facts, policy: Policy, copy: Copy) -> list[UseHit]:
+def _uses(facts: Facts, policy: Policy, copy: Copy, as_of: int | None) -> list[UseHit]:
     """The first use of this copy by each (job, purpose), dataset-wide or of this identifier,
-    while the copy lived (until the identifier's next erasure)."""
+    while the copy lived (until the identifier's next erasure), up to ``as_of``."""
     limit = alive_until(facts.identifiers[copy.identifier].erasures, copy.since)
     candidates: list[tuple[int, str, str, str]] = [
         (u.run.at, u.run.event_id, u.job, u.to) for u in facts.uses[(copy.dataset, copy.since)]
@@ -71,7 +71,7 @@ def _uses(facts: Facts, policy: Policy, copy: Copy) -> list[UseHit]:
     ]
     first: dict[tuple[str, str], UseHit] = {}
     for at, event_id, job, purpose in sorted(candidates):
-        if limit is not None and at > limit:
+        if (limit is not None and at > limit) or (as_of is not None and at > as_of):
             continue
         if (job, purpose) not in first:
             rules = tuple(r.id for r in policy.violated(copy.origin.purpose, purpose))
@@ -79,13 +79,24 @@ def _uses(facts: Facts, policy: Policy, copy: Copy) -> list[UseHit]:
     return list(first.values())
 
 
-def build_trace(store: LineageStore, policy: Policy, ref: str) -> Trace | None:
-    """Two batched reads: the identifier's history, then the uses of each of its copies."""
+def build_trace(
+    store: LineageStore, policy: Policy, ref: str, as_of: int | None = None
+) -> Trace | None:
+    """Two batched reads: the identifier's history, then the uses of each of its copies.
+
+    ``as_of`` (event time): the tree as it stood then, from the copies that had arrived, the
+    uses and erasures up to it (docs/time-travel.md); None when nothing had been collected.
+    """
     found = store.fetch(Request(identifiers={ref}, histories={ref}))
     node = found.identifiers.get(ref)
     if node is None:
         return None
     copies = found.histories[ref].copies
+    if as_of is not None:
+        copies = tuple(c for c in copies if c.since <= as_of)
+        if not copies:
+            return None
+        node = replace(node, erasures=tuple(e for e in node.erasures if e <= as_of))
     facts = store.fetch(
         Request(
             identifiers={ref},
@@ -103,7 +114,8 @@ def build_trace(store: LineageStore, policy: Policy, ref: str) -> Trace | None:
     for (origin, epoch), group in sorted(by_origin.items()):
         nodes = {
             c.dataset: TraceNode(
-                c.dataset, from_micros(c.since), c.event_id, c.job, _uses(facts, policy, c)
+                c.dataset, from_micros(c.since), c.event_id, c.job,
+                _uses(facts, policy, c, as_of),
             )
             for c in group
         }

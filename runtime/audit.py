@@ -75,17 +75,20 @@ def build_audit(
     since: datetime | None = None,
     until: datetime | None = None,
     step: Step | None = None,
+    as_of: int | None = None,
 ) -> AuditReport:
-    """``step`` is told what is read next (four steps), for a progress display."""
+    """``step`` is told what is read next (four steps), for a progress display. ``as_of``
+    (event time, micros) draws the dataset graph as it stood then; the caller bounds the
+    violations with ``until``."""
     tell = step or (lambda _: None)
     tell("counting the violations")
     summary = report_from(store.tally_between(since, until))
     tell("choosing an evidence example per route")
     routes = tuple(store.route_examples(since, until))
     tell("reading the dataset graph")
-    edges = store.edges()
+    edges = store.edges() if as_of is None else store.dataset_edges(as_of)
     tell("reading which origins each edge carried")
-    carried = store.carried_origins()
+    carried = store.carried_origins(as_of)
     picture = dataset_picture(edges, carried, routes, restricted_origins(policy, carried))
     whole = len(picture.nodes) <= MAX_PICTURE_NODES or not routes
     if not whole:

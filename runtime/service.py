@@ -11,12 +11,12 @@ import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from graph.store import GraphStore
 from lineage.alerts import Alert
 from lineage.errors import ConfigurationError, InvalidEventError
-from lineage.events import Event
+from lineage.events import Event, micros
 from lineage.identifiers import Pseudonymizer, guess_category
 from lineage.inbound import InboundParser
 from lineage.report import ViolationReport, report_from
@@ -37,6 +37,7 @@ from streams.log import Appended, EventLog
 if TYPE_CHECKING:
     from graph.dataset_graph import Downstream
     from lineage.openlineage import OpenLineageMapper
+    from lineage.queries import Page
     from runtime.audit import AuditReport
 
 Progress = Callable[[int], None]
@@ -286,14 +287,44 @@ class LineageService:
         """The pseudonymized ref a human-typed phone or email maps to."""
         return self.pseudonymizer.identifier(guess_category(raw), raw).ref
 
-    def trace(self, raw: str) -> Trace | None:
-        return build_trace(self.store, self.policy, self.ref_for(raw))
+    def trace(self, raw: str, as_of: datetime | None = None) -> Trace | None:
+        return build_trace(self.store, self.policy, self.ref_for(raw), _micros(as_of))
 
     def alerts(self) -> list[Alert]:
         return self.store.alerts()
 
-    def report(self) -> ViolationReport:
-        return report_from(self.store.tally())
+    def report(self, as_of: datetime | None = None) -> ViolationReport:
+        return report_from(self.store.tally(_micros(as_of)))
+
+    def query(
+        self,
+        name: str,
+        target: str | None = None,
+        as_of: datetime | None = None,
+        limit: int | None = None,
+    ) -> Page[Any] | None:
+        """One of ``lineage.queries.QUERIES``; ``blast-radius`` needs ``target`` (a dataset or
+        a job) and gives None when it names neither."""
+        from lineage import queries
+
+        when = _micros(as_of)
+        if name == "blast-radius":
+            if target is None:
+                raise ConfigurationError("blast-radius needs a dataset (system:name) or a job")
+            return queries.blast_radius(self.store, target, when, limit)
+        plain: dict[str, Callable[..., Page[Any]]] = {
+            "paths": queries.paths,
+            "affected": queries.affected,
+            "collections": queries.collections,
+            "erasure-gaps": queries.erasure_gaps,
+        }
+        if name not in plain:
+            raise ConfigurationError(
+                f"unknown query {name!r}; known: {', '.join(queries.QUERIES)}"
+            )
+        if target is not None:
+            raise ConfigurationError(f"{name} takes no argument")
+        return plain[name](self.store, when, limit)
 
     def report_between(self, since: datetime | None, until: datetime | None) -> ViolationReport:
         """The summary of the violations that occurred in [since, until)."""
@@ -304,10 +335,11 @@ class LineageService:
         since: datetime | None = None,
         until: datetime | None = None,
         step: Callable[[str], None] | None = None,
+        as_of: datetime | None = None,
     ) -> AuditReport:
         from runtime.audit import build_audit  # networkx: only the report formats
 
-        return build_audit(self.store, self.policy, since, until, step)
+        return build_audit(self.store, self.policy, since, until, step, _micros(as_of))
 
     def downstream(self, dataset: str) -> Downstream:
         from graph.dataset_graph import build, downstream  # networkx: only this command
@@ -358,6 +390,12 @@ class LineageService:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _micros(moment: datetime | None) -> int | None:
+    """An as-of time (naive: UTC) as event-time microseconds."""
+    utc = _utc(moment)
+    return micros(utc) if utc is not None else None
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -186,7 +186,7 @@ def test_client_runs_with_the_facet_raise_the_alert_with_its_dataset_path(server
     _run(client, "identity-sync", [_auth_contacts(True)], [OutputDataset(*ads)], SYNC)
     _run(client, "audiences-matcher", [InputDataset(*ads)], [], MATCH, use=ADS)
 
-    [alert] = server.query("alerts")
+    [alert] = server.query("alerts")["alerts"]
     fields = ("status", "category", "display", "origin_dataset", "origin_purpose",
               "use_dataset", "use_job", "use_purpose", "occurred_at")  # fmt: skip
     assert {k: alert[k] for k in fields} == {
@@ -236,7 +236,7 @@ def test_client_runs_without_the_facet_give_lineage_and_no_alert(server: Server)
     _run(client, "identity-sync", [_auth_contacts(False)], [OutputDataset(*ads)], SYNC)
     _run(client, "audiences-matcher", [InputDataset(*ads)], [], MATCH)
 
-    assert server.query("alerts") == []
+    assert server.query("alerts")["alerts"] == []
     assert server.query("downstream", AUTH_KEY) == {
         "datasets": ["ads:matchable_identifiers"],
         "jobs": ["ads-platform/identity-sync"],
@@ -265,7 +265,7 @@ def test_bad_input_is_answered_4xx_with_its_reason_and_dead_lettered(server: Ser
     assert elsewhere.status_code == 404
     [letter] = server.query("dead-letters")
     assert (letter["origin"], letter["reason"]) == ("serve:1", reason)
-    assert server.query("alerts") == []
+    assert server.query("alerts")["alerts"] == []
     assert server.stop() == 0
 
 
@@ -285,7 +285,7 @@ def test_ingest_reads_the_json_lines_the_clients_file_transport_writes(tmp_path:
     report = _cli(env, "ingest", str(path), "--format", "openlineage")
     # START and COMPLETE: a collection and a flow each, then a use each
     assert report == {"lines": 4, "accepted": 6, "duplicates": 0, "rejected": [], "alerts": 1}
-    [alert] = _cli(env, "alerts")
+    [alert] = _cli(env, "alerts")["alerts"]
     assert [(s["kind"], s["dataset"], s["at"]) for s in alert["evidence"]] == [
         ("collected", AUTH_KEY, "2013-05-03T00:00:00Z"),
         ("flowed", "ads:matchable_identifiers", "2013-05-03T00:00:00Z"),

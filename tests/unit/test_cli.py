@@ -126,7 +126,19 @@ def test_ingest_reports_bad_lines_and_keeps_good_ones(cli: CliRunner, tmp_path: 
 def test_alerts_report_and_replay_commands(cli: CliRunner) -> None:
     invoke(cli, "demo", "--users", str(USERS), "--json")
     code, out = invoke(cli, "alerts", "--json", "--limit", "5")
-    assert code == 0 and len(json.loads(out)) == 5
+    listed = json.loads(out)
+    assert code == 0 and len(listed["alerts"]) == 5 and listed["truncated"] is True
+    total = listed["total"]
+    assert total > 5
+    for args in (("--all",), ("--limit", "0")):
+        code, out = invoke(cli, "alerts", "--json", *args)
+        listed = json.loads(out)
+        shown = (listed["total"], len(listed["alerts"]), listed["truncated"])
+        assert shown == (total, total, False)
+    code, out = invoke(cli, "alerts", "--json")
+    assert len(json.loads(out)["alerts"]) == min(20, total)
+    code, out = invoke(cli, "alerts", "--limit", "2")
+    assert code == 0 and f"showing 2 of {total}, use --all" in out
     code, out = invoke(cli, "report", "--json")
     report = json.loads(out)
     code, out = invoke(cli, "replay", "--json")
@@ -145,11 +157,11 @@ def test_no_raw_identifier_reaches_store_log_alerts_or_logs(
     outputs += [
         invoke(cli, *args)[1]
         for args in (
-            ("alerts", "--json", "--limit", "10000"),
+            ("alerts", "--json", "--all"),
             ("report", "--json"),
             ("trace", case.emails[0], "--json"),
             ("demo", "--users", str(USERS)),
-            ("alerts", "--limit", "10000"),
+            ("alerts", "--all"),
         )
     ]
     home = tmp_path / "home"

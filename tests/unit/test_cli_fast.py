@@ -74,7 +74,7 @@ def test_help_imports_no_driver_and_no_model() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["trace", "ingest", "worker", "alerts", "dead-letters", "webhook"]
+    "command", ["trace", "ingest", "worker", "alerts", "dead-letters", "webhook", "query"]
 )
 def test_command_help_imports_no_driver(command: str) -> None:
     """typer itself parses a command's parameters with pydantic; nothing more is loaded."""

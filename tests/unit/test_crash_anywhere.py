@@ -50,7 +50,6 @@ BASE_SEED = int(os.environ.get("LINEAGE_CRASH_SEED", "20240611"))
 TRIALS = 50
 KEY = "crash-anywhere-test-key-0123456789"
 TIMEOUT = 120  # seconds, per CLI call
-ALL = "1000000000"  # `lineage alerts --limit`: all of them
 EMIT_JOB = "late-audience-matcher"
 
 Alerts = list[dict[str, Any]]
@@ -102,12 +101,14 @@ def ok(result: subprocess.CompletedProcess[str], what: str) -> str:
 
 
 def read_alerts(home: Path, batch: int | None = None) -> Alerts:
-    found: Alerts = json.loads(
+    listed = json.loads(
         ok(
-            lineage(home, "alerts", "--json", "--limit", ALL, batch=batch),
+            lineage(home, "alerts", "--json", "--all", batch=batch),
             f"lineage alerts in {home}",
         )
     )
+    assert listed["truncated"] is False and listed["total"] == len(listed["alerts"])
+    found: Alerts = listed["alerts"]
     return found
 
 
@@ -236,7 +237,7 @@ class Trial:
             f"  reproduce: LINEAGE_CRASH_SEED={BASE_SEED} .venv/bin/pytest "
             f"'tests/unit/test_crash_anywhere.py::test_crash_anywhere[{self.name}]'\n"
             f"  by hand (LINEAGE_KEY={KEY}): {runs} ; lineage ingest {source.name} ; "
-            f"lineage alerts --json --limit {ALL}"
+            "lineage alerts --json --all"
         )
 
 

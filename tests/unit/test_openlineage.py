@@ -435,7 +435,7 @@ def test_cli_ingest_format_openlineage(tmp_path: Path) -> None:
         "alerts": 1,
     }
     result = runner.invoke(app, ["alerts", "--json"])
-    [alert] = json.loads(result.stdout)
+    [alert] = json.loads(result.stdout)["alerts"]
     assert [(s["kind"], s["dataset"]) for s in alert["evidence"]] == [
         ("collected", AUTH_KEY),
         ("flowed", "ads:matchable_identifiers"),

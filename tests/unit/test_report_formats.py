@@ -53,9 +53,9 @@ def audit(policy: Policy) -> AuditReport:
         datasets={"auth:db": 2, "ads:t": 4},
         jobs={"sync": 2, "matcher": 2},
         systems=["ads", "auth"],
+        people_by_job={"matcher": 2},
     )
-    assert built.summary == summary  # what the store counted, but for people per job:
-    summary.people_by_job = {"matcher": 2}
+    assert built.summary == summary  # what the store counted
     return replace(built, generated_at=GENERATED, summary=summary)
 
 
