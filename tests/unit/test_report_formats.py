@@ -4,6 +4,7 @@ included, which the store fills in elsewhere), and the report and graph commands
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -198,18 +199,23 @@ def test_people_per_job_say_when_not_counted(policy: Policy) -> None:
 USERS = 150
 
 
+def embedded(home: Path) -> CliRunner:
+    """A module-scoped fixture runs before the autouse one that clears the services' settings
+    (tests/unit/conftest.py): the runner unsets them itself, or the demo would go to Kafka."""
+    unset = dict.fromkeys(name for name in os.environ if name.startswith("LINEAGE_"))
+    return CliRunner(env={**unset, "LINEAGE_HOME": str(home)})
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("report") / "home"
-    result = CliRunner(env={"LINEAGE_HOME": str(path)}).invoke(
-        app, ["demo", "--users", str(USERS), "--json"]
-    )
+    result = embedded(path).invoke(app, ["demo", "--users", str(USERS), "--json"])
     assert result.exit_code == 0, result.stdout
     return path
 
 
 def run(home: Path, *args: str, stdin: str | None = None) -> tuple[int, str]:
-    result = CliRunner(env={"LINEAGE_HOME": str(home)}).invoke(app, list(args), input=stdin)
+    result = embedded(home).invoke(app, list(args), input=stdin)
     return result.exit_code, result.stdout
 
 
