@@ -282,10 +282,18 @@ RETURN s_identifiers, s_datasets, s_jobs, s_collections, s_flow_edges, s_use_edg
        flows, uses, arrivals, histories, alerts
 """
 
+#: The hot statements keep the plan they were first compiled with. Neo4j replans a cached
+#: query when the graph's statistics drift (always, while a graph grows from empty), and
+#: compiling one of these statements takes about a second, longer than the batch it runs;
+#: their plans start from unique-constraint and relationship-index seeks whatever the
+#: statistics (``tests/integration/test_neo4j_store.py`` checks them right after a clear),
+#: so a replan could only re-derive the same plan.
+_KEEP_PLAN: Final = "CYPHER replan=skip\n"
+
 #: A fetch outside a unit of work: read-only, no locks.
-FETCH: Final = _STATE + _READS + _RETURN
+FETCH: Final = _KEEP_PLAN + _STATE + _READS + _RETURN
 #: A fetch inside a unit of work: lock first, then the same reads.
-FETCH_LOCKING: Final = _LOCKS + _STATE + _READS + _RETURN
+FETCH_LOCKING: Final = _KEEP_PLAN + _LOCKS + _STATE + _READS + _RETURN
 
 # -- write -----------------------------------------------------------------------------------
 
@@ -295,7 +303,9 @@ FETCH_LOCKING: Final = _LOCKS + _STATE + _READS + _RETURN
 #: have thousands of runs between the same two nodes). Dropping an identifier's copies locks
 #: their datasets: a unit that read them as arrivals (under the dataset's lock) then waits, or
 #: deadlocks and is retried, instead of carrying a copy the recompute removed.
-WRITE: Final = """
+WRITE: Final = (
+    _KEEP_PLAN
+    + """
 CALL () {
   UNWIND $w.datasets AS row
   MERGE (d:Dataset {key: row.key})
@@ -410,6 +420,7 @@ CALL () {
   MERGE (a)-[:ABOUT]->(i)
 }
 """
+)
 
 # -- operator reads --------------------------------------------------------------------------
 
