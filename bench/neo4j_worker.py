@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from bench.embedded_scale import _write_input_elsewhere
 from graph.neo4j_store import Neo4jStore
@@ -103,8 +104,8 @@ def _plain_consumer(bootstrap: str, topic: str, ends: dict[TopicPartition, int])
 
 def _committed(admin: KafkaAdminClient, group: str) -> dict[TopicPartition, int]:
     try:
-        offsets = admin.list_consumer_group_offsets(group)
-    except Exception:  # the group does not exist yet
+        offsets = admin.list_group_offsets(group).get(group, {})
+    except KafkaError:  # the group does not exist yet
         return {}
     return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 

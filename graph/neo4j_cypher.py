@@ -298,9 +298,12 @@ FETCH_LOCKING: Final = _KEEP_PLAN + _LOCKS + _STATE + _READS + _RETURN
 # -- write -----------------------------------------------------------------------------------
 
 #: Fact rows (already merged by the planner), then dropped and derived copies, then alerts.
-#: Nodes are MERGEd on their unique keys; per-event records are MERGEd between bound nodes
-#: (a short ``Expand(Into)``), except runs, which an index seek checks first (an edge may
-#: have thousands of runs between the same two nodes). Dropping an identifier's copies locks
+#: Nodes are MERGEd on their unique keys. Fact rows are only the facts the unit's state read
+#: found absent, read under the write locks of their identifier and dataset nodes (see
+#: ``_LOCKS``; ``lineage.tracker.merge_facts``), so their relationships are CREATEd: a second
+#: MERGE check of each would re-read what the state read just did (it was a third of this
+#: statement's database hits). Runs keep an index-seek check first (cheap: an edge's runs are
+#: few per batch). Dropping an identifier's copies locks
 #: their datasets: a unit that read them as arrivals (under the dataset's lock) then waits, or
 #: deadlocks and is retried, instead of carrying a copy the recompute removed.
 WRITE: Final = (
@@ -320,7 +323,7 @@ CALL () {
   UNWIND $w.subjects AS row
   MERGE (i:Identifier {ref: row.ref})
   MERGE (s:Subject {ref: row.subject})
-  MERGE (i)-[:BELONGS_TO]->(s)
+  CREATE (i)-[:BELONGS_TO]->(s)
 }
 CALL () {
   UNWIND $w.erasures AS row
@@ -339,19 +342,19 @@ CALL () {
   UNWIND $w.collections AS row
   MERGE (i:Identifier {ref: row.ref})
   MERGE (d:Dataset {key: row.dataset})
-  MERGE (i)-[:COLLECTED_INTO {purpose: row.purpose, at: row.at, event_id: row.event_id}]->(d)
+  CREATE (i)-[:COLLECTED_INTO {purpose: row.purpose, at: row.at, event_id: row.event_id}]->(d)
 }
 CALL () {
   UNWIND $w.flow_edges AS row
   MERGE (s:Dataset {key: row.a})
   MERGE (t:Dataset {key: row.b})
-  MERGE (s)-[:FLOWS_TO {job: row.job}]->(t)
+  CREATE (s)-[:FLOWS_TO {job: row.job}]->(t)
 }
 CALL () {
   UNWIND $w.use_edges AS row
   MERGE (d:Dataset {key: row.a})
   MERGE (p:Purpose {key: row.b})
-  MERGE (d)-[:USED_FOR {job: row.job}]->(p)
+  CREATE (d)-[:USED_FOR {job: row.job}]->(p)
 }
 CALL () {
   UNWIND $w.flow_runs AS row
@@ -381,15 +384,15 @@ CALL () {
   UNWIND $w.carried AS row
   MERGE (i:Identifier {ref: row.ref})
   MERGE (t:Dataset {key: row.target})
-  MERGE (i)-[:CARRIED_TO {source: row.source, job: row.job, at: row.at,
-                          event_id: row.event_id}]->(t)
+  CREATE (i)-[:CARRIED_TO {source: row.source, job: row.job, at: row.at,
+                           event_id: row.event_id}]->(t)
 }
 CALL () {
   UNWIND $w.specific AS row
   MERGE (i:Identifier {ref: row.ref})
   MERGE (p:Purpose {key: row.purpose})
-  MERGE (i)-[:USED_IN {dataset: row.dataset, job: row.job, at: row.at,
-                       event_id: row.event_id}]->(p)
+  CREATE (i)-[:USED_IN {dataset: row.dataset, job: row.job, at: row.at,
+                        event_id: row.event_id}]->(p)
 }
 CALL () {
   UNWIND $w.dropped AS ref
