@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
 
 from graph.neo4j_store import Neo4jStore
 from lineage.events import dump_event
@@ -220,6 +221,13 @@ def main() -> None:
                 worker.wait(timeout=60)
     store.clear()
     store.close()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics(list(topics.values()))
+    except KafkaError:
+        pass  # best effort: bench topics only
+    finally:
+        admin.close()
     result["p99_ratio_to_relay"] = round(result["worker"]["p99_ms"] / result["relay"]["p99_ms"], 1)
     print(json.dumps(result, indent=2))
 

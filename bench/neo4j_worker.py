@@ -17,6 +17,7 @@ messages/s, the ratio, and the active alerts the graph holds at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -110,6 +111,12 @@ def _committed(admin: KafkaAdminClient, group: str) -> dict[TopicPartition, int]
     return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
+def _delete_topics(admin: KafkaAdminClient, topics: list[str]) -> None:
+    """The harness's own topics, so repeated runs leave nothing behind (best effort)."""
+    with contextlib.suppress(KafkaError):
+        admin.delete_topics(topics)
+
+
 def _run_tree(
     name: str, tree: Path, python: str, lines: Path, bootstrap: str, drop_schema: bool
 ) -> dict[str, Any]:
@@ -165,6 +172,8 @@ def _run_tree(
                 except subprocess.TimeoutExpired:
                     worker.kill()
                     worker.wait()
+                _delete_topics(admin, [topic, env["LINEAGE_ALERTS_TOPIC"],
+                                       env["LINEAGE_DEADLETTER_TOPIC"]])  # fmt: skip
                 admin.close()
     wall = finished - launched
     steady = finished - first if first is not None else wall
