@@ -93,7 +93,9 @@ MAX_BATCH_BYTES = 8 << 20
 BATCH_WINDOW_S = 0.25
 #: How long an idle poll waits before the loop looks at the stop flag again.
 IDLE_POLL_S = 0.5
-OUTBOX_BATCH = 500
+#: Alerts read from the outbox, sent and marked published per round: each round is a read,
+#: a producer flush and a write, so a backlog's thousands of alerts go in few rounds.
+OUTBOX_BATCH = 5_000
 #: Transient failures: first wait, and the cap of the doubling waits between attempts.
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
