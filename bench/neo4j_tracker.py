@@ -129,7 +129,7 @@ def main() -> None:
     tracker_rows = []
     graph: dict[str, int] = {}
     shape: list[tuple[int, int]] = []
-    for batch in args.batch or [500, 5_000]:
+    for batch in args.batch or [500, 8_000]:
         store.clear()
         store.units = store.statements = 0
         seconds = _apply_all(store, policy, events, batch)
