@@ -28,12 +28,16 @@ test: install chromium
 EMBEDDED = env -u LINEAGE_KAFKA_BOOTSTRAP -u LINEAGE_NEO4J_URI -u LINEAGE_STORE -u LINEAGE_LOG
 
 # The figures in BENCHMARKS.md (each beside its baseline, in the same run). The 850k-user
-# embedded comparison takes about 25 minutes on 2 cores; the Neo4j rows need the services.
+# embedded comparison takes about 25 minutes on 2 cores; the Neo4j rows need the services (and
+# empty their Neo4j database). The worker's comparison with the old faust worker needs a venv
+# with that commit's dependencies: see BENCHMARKS.md.
 bench: install
 	$(EMBEDDED) $(VENV)/bin/python -m bench.embedded_scale --users 850000 --old 0386860
 	$(EMBEDDED) $(VENV)/bin/python -m bench.propagation --users 20000 --users 200000
 	$(EMBEDDED) $(VENV)/bin/python -m bench.as_of --users 20000 --users 100000
-	$(VENV)/bin/python -m bench.neo4j_tracker --users 1000
+	$(VENV)/bin/python -m bench.neo4j_tracker --users 20000 --batch 500 --batch 8000
+	$(VENV)/bin/python -m bench.neo4j_worker --users 20000
+	$(VENV)/bin/python -m bench.alert_latency --probes 200
 
 # A smoke size of every harness, run by CI so that they keep working (no figures kept).
 bench-smoke: install
@@ -41,7 +45,9 @@ bench-smoke: install
 	$(EMBEDDED) $(VENV)/bin/python -m bench.propagation --users 2000
 	$(EMBEDDED) $(VENV)/bin/python -m bench.scale --users 2000
 	$(EMBEDDED) $(VENV)/bin/python -m bench.as_of --users 2000 --repeat 1
-	$(VENV)/bin/python -m bench.neo4j_tracker --users 200
+	$(VENV)/bin/python -m bench.neo4j_tracker --users 200 --batch 100
+	$(VENV)/bin/python -m bench.neo4j_worker --users 200
+	$(VENV)/bin/python -m bench.alert_latency --probes 5 --warmup 2 --gap 0.05
 
 services-start:
 	bash services/svc start

@@ -1,9 +1,15 @@
-"""Tracker throughput on the real Neo4j store vs the embedded store, in the same run.
+"""The tracker on the real Neo4j store against a plain ``UNWIND … MERGE`` script, in one run.
 
 Needs LINEAGE_NEO4J_URI / LINEAGE_NEO4J_PASSWORD (``eval "$(services/svc env)"``); it empties
-that database. Run: ``python -m bench.neo4j_tracker --users 1000``. Reports events/s for
-several batch sizes (the worker hands the tracker batches of up to 500) and the ratio
-to the embedded SQLite store on the same events.
+that database. Run: ``python -m bench.neo4j_tracker --users 20000``.
+
+For each batch size (events per ``Tracker.apply``, one store transaction each) it reports the
+tracker's events/s and relationships/s, relationships per event, and the statements and round
+trips each batch costs. The baseline writes a graph of the same shape — the same number of
+nodes, and one relationship for each of the tracker's, between the same pairs of nodes — with
+one ``UNWIND $rows MERGE (a) MERGE (b) MERGE (a)-[r]->(b)`` statement per chunk of 1k, 5k and
+20k rows (each its own transaction), and the best of those is the database's own rate the
+tracker is compared with. ``--embedded`` adds the embedded SQLite store on the same events.
 """
 
 from __future__ import annotations
@@ -11,7 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+
+if "--no-rust-ext" in sys.argv:  # before the driver loads: its pure-Python PackStream codec
+    sys.modules["neo4j._rust"] = None  # type: ignore[assignment]
+from collections.abc import Callable
+from typing import Any, LiteralString, TypeVar
+
+from neo4j._codec.packstream import v1 as packstream
 
 from bench.propagation import _events
 from graph.neo4j_store import Neo4jStore
@@ -22,44 +36,151 @@ from lineage.policy import Policy
 from lineage.tracker import Tracker
 from runtime.wiring import default_policy, default_taxonomy
 
+T = TypeVar("T")
 
-def _rate(store: GraphStore, policy: Policy, events: list[Event], batch: int) -> float:
+BASELINE_CHUNKS = (1_000, 5_000, 20_000)
+BASELINE_SCHEMA: LiteralString = (
+    "CREATE CONSTRAINT bench_node_key IF NOT EXISTS FOR (n:BenchNode) REQUIRE n.key IS UNIQUE"
+)
+BASELINE_DROP: LiteralString = "DROP CONSTRAINT bench_node_key IF EXISTS"
+#: One row per relationship: both ends MERGEd on a unique key, the relationship MERGEd with a
+#: property that keeps parallel relationships apart (as event ids do in the tracker's graph).
+BASELINE_WRITE: LiteralString = """
+UNWIND $rows AS row
+MERGE (a:BenchNode {key: row[0]})
+MERGE (b:BenchNode {key: row[1]})
+MERGE (a)-[:BENCH {n: row[2]}]->(b)
+"""
+BASELINE_NODES: LiteralString = "UNWIND $keys AS key MERGE (:BenchNode {key: key})"
+SHAPE: LiteralString = """
+MATCH (a)-[r]->(b)
+RETURN id(a) AS a, id(b) AS b
+"""
+COUNTS: LiteralString = """
+CALL () { MATCH (n) RETURN count(n) AS nodes }
+CALL () { MATCH ()-[r]->() RETURN count(r) AS relationships }
+RETURN nodes, relationships
+"""
+
+
+class CountingStore(Neo4jStore):
+    """The real store, counting units of work and the statements run inside them."""
+
+    units = 0
+    statements = 0
+
+    def atomically(self, work: Callable[[], T]) -> T:
+        if self._current() is None:
+            self.units += 1
+        return super().atomically(work)
+
+    def _read(self, action: str, query: LiteralString, **params: Any) -> Any:
+        self.statements += 1
+        return super()._read(action, query, **params)
+
+    def _write(self, action: str, query: LiteralString, **params: Any) -> None:
+        self.statements += 1
+        super()._write(action, query, **params)
+
+
+def _apply_all(store: GraphStore, policy: Policy, events: list[Event], batch: int) -> float:
     tracker = Tracker(store, policy)
     started = time.perf_counter()
     for offset in range(0, len(events), batch):
         tracker.apply(events[offset : offset + batch])
-    return len(events) / (time.perf_counter() - started)
+    return time.perf_counter() - started
+
+
+def _query(store: Neo4jStore, query: LiteralString, **params: Any) -> list[Any]:
+    return store._read("benchmark", query, **params)
+
+
+def _baseline(store: Neo4jStore, shape: list[tuple[int, int]], nodes: int, chunk: int) -> float:
+    """Seconds to write ``nodes`` nodes and one relationship per ``shape`` pair, ``chunk``
+    rows per statement and transaction."""
+    store.clear()
+    rows = [[a, b, n] for n, (a, b) in enumerate(shape)]
+    linked = {key for pair in shape for key in pair}
+    lonely = sorted(set(range(nodes)) - linked)
+    started = time.perf_counter()
+    for offset in range(0, len(rows), chunk):
+        store._write("baseline", BASELINE_WRITE, rows=rows[offset : offset + chunk])
+    for offset in range(0, len(lonely), chunk):
+        store._write("baseline", BASELINE_NODES, keys=lonely[offset : offset + chunk])
+    return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--users", type=int, default=1_000)
-    parser.add_argument("--batch", type=int, action="append")
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, action="append", help="events per apply")
+    parser.add_argument("--embedded", action="store_true", help="also the SQLite store")
+    parser.add_argument(
+        "--no-rust-ext", action="store_true", help="the driver's pure-Python codec (a baseline)"
+    )
     args = parser.parse_args()
     policy = default_policy(default_taxonomy())
     events = _events(args.users)
-    neo4j = Neo4jStore(
+    store = CountingStore(
         os.environ["LINEAGE_NEO4J_URI"],
         os.environ.get("LINEAGE_NEO4J_USER", "neo4j"),
         os.environ["LINEAGE_NEO4J_PASSWORD"],
     )
-    results = []
-    for batch in args.batch or [1, 100, 500]:
-        baseline = _rate(SqliteStore(":memory:"), policy, events, batch)
-        neo4j.clear()
-        rate = _rate(neo4j, policy, events, batch)
-        results.append(
-            {
-                "events": len(events),
-                "batch": batch,
-                "neo4j_events_per_s": round(rate),
-                "sqlite_events_per_s": round(baseline),
-                "neo4j_over_sqlite": round(rate / baseline, 4),
-            }
-        )
-    neo4j.clear()
-    neo4j.close()
-    print(json.dumps(results, indent=2))
+    tracker_rows = []
+    graph: dict[str, int] = {}
+    shape: list[tuple[int, int]] = []
+    for batch in args.batch or [500, 8_000]:
+        store.clear()
+        store.units = store.statements = 0
+        seconds = _apply_all(store, policy, events, batch)
+        ((nodes, relationships),) = [tuple(r) for r in _query(store, COUNTS)]
+        graph = {"nodes": nodes, "relationships": relationships}
+        row: dict[str, Any] = {
+            "batch": batch,
+            "seconds": round(seconds, 2),
+            "events_per_s": round(len(events) / seconds),
+            "relationships_per_s": round(relationships / seconds),
+            "units": store.units,
+            "statements_per_unit": round(store.statements / store.units, 2),
+            # a statement in a managed transaction is one round trip (BEGIN rides on the
+            # first RUN), plus one for COMMIT
+            "round_trips_per_unit": round((store.statements + store.units) / store.units, 2),
+        }
+        if args.embedded:
+            embedded = _apply_all(SqliteStore(":memory:"), policy, events, batch)
+            row["embedded_events_per_s"] = round(len(events) / embedded)
+        tracker_rows.append(row)
+        if not shape:
+            ids: dict[int, int] = {}
+            for r in _query(store, SHAPE):
+                shape.append((ids.setdefault(r["a"], len(ids)), ids.setdefault(r["b"], len(ids))))
+    store._write("baseline schema", BASELINE_SCHEMA)
+    baseline_rows = []
+    try:
+        for chunk in BASELINE_CHUNKS:
+            seconds = _baseline(store, shape, graph["nodes"], chunk)
+            baseline_rows.append(
+                {"rows_per_statement": chunk, "seconds": round(seconds, 2),
+                 "relationships_per_s": round(len(shape) / seconds)}
+            )  # fmt: skip
+    finally:
+        store.clear()
+        store._write("baseline schema", BASELINE_DROP)
+        store.close()
+    best = max(r["relationships_per_s"] for r in baseline_rows)
+    for row in tracker_rows:
+        row["ratio_to_baseline"] = round(row["relationships_per_s"] / best, 3)
+    result = {
+        "driver_codec": "rust" if getattr(packstream, "_rust_pack", None) else "python",
+        "users": args.users,
+        "events": len(events),
+        **graph,
+        "relationships_per_event": round(graph["relationships"] / len(events), 2),
+        "tracker": tracker_rows,
+        "baseline_unwind_merge": baseline_rows,
+        "baseline_best_relationships_per_s": best,
+    }
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -282,20 +282,33 @@ RETURN s_identifiers, s_datasets, s_jobs, s_collections, s_flow_edges, s_use_edg
        flows, uses, arrivals, histories, alerts
 """
 
+#: The hot statements keep the plan they were first compiled with. Neo4j replans a cached
+#: query when the graph's statistics drift (repeatedly while a graph grows from empty), and
+#: compiling one of these statements took 0.7-1.3 s here, far longer than running it for a
+#: 500-event batch (tens of ms); their plans start from unique-constraint and
+#: relationship-index seeks whatever the statistics (``tests/integration/test_neo4j_store.py``
+#: checks them right after a clear), so the plan kept is a seek-based one.
+_KEEP_PLAN: Final = "CYPHER replan=skip\n"
+
 #: A fetch outside a unit of work: read-only, no locks.
-FETCH: Final = _STATE + _READS + _RETURN
+FETCH: Final = _KEEP_PLAN + _STATE + _READS + _RETURN
 #: A fetch inside a unit of work: lock first, then the same reads.
-FETCH_LOCKING: Final = _LOCKS + _STATE + _READS + _RETURN
+FETCH_LOCKING: Final = _KEEP_PLAN + _LOCKS + _STATE + _READS + _RETURN
 
 # -- write -----------------------------------------------------------------------------------
 
 #: Fact rows (already merged by the planner), then dropped and derived copies, then alerts.
-#: Nodes are MERGEd on their unique keys; per-event records are MERGEd between bound nodes
-#: (a short ``Expand(Into)``), except runs, which an index seek checks first (an edge may
-#: have thousands of runs between the same two nodes). Dropping an identifier's copies locks
-#: their datasets: a unit that read them as arrivals (under the dataset's lock) then waits, or
-#: deadlocks and is retried, instead of carrying a copy the recompute removed.
-WRITE: Final = """
+#: Nodes are MERGEd on their unique keys. Fact rows are only the facts the unit's state read
+#: found absent, read under the write locks of their identifier and dataset nodes (see
+#: ``_LOCKS``; ``lineage.tracker.merge_facts``), so their relationships are CREATEd: a second
+#: MERGE check of each would re-read what the state read just did (its ``Expand(Into)``
+#: checks were 40 % of this statement's database hits in a ``PROFILE``). Runs keep an
+#: index-seek check first (cheap: an edge's runs are few per batch). Dropping an identifier's
+#: copies locks their datasets: a unit that read them as arrivals (under the dataset's lock)
+#: then waits, or deadlocks and is retried, instead of carrying a copy the recompute removed.
+WRITE: Final = (
+    _KEEP_PLAN
+    + """
 CALL () {
   UNWIND $w.datasets AS row
   MERGE (d:Dataset {key: row.key})
@@ -310,7 +323,7 @@ CALL () {
   UNWIND $w.subjects AS row
   MERGE (i:Identifier {ref: row.ref})
   MERGE (s:Subject {ref: row.subject})
-  MERGE (i)-[:BELONGS_TO]->(s)
+  CREATE (i)-[:BELONGS_TO]->(s)
 }
 CALL () {
   UNWIND $w.erasures AS row
@@ -329,19 +342,19 @@ CALL () {
   UNWIND $w.collections AS row
   MERGE (i:Identifier {ref: row.ref})
   MERGE (d:Dataset {key: row.dataset})
-  MERGE (i)-[:COLLECTED_INTO {purpose: row.purpose, at: row.at, event_id: row.event_id}]->(d)
+  CREATE (i)-[:COLLECTED_INTO {purpose: row.purpose, at: row.at, event_id: row.event_id}]->(d)
 }
 CALL () {
   UNWIND $w.flow_edges AS row
   MERGE (s:Dataset {key: row.a})
   MERGE (t:Dataset {key: row.b})
-  MERGE (s)-[:FLOWS_TO {job: row.job}]->(t)
+  CREATE (s)-[:FLOWS_TO {job: row.job}]->(t)
 }
 CALL () {
   UNWIND $w.use_edges AS row
   MERGE (d:Dataset {key: row.a})
   MERGE (p:Purpose {key: row.b})
-  MERGE (d)-[:USED_FOR {job: row.job}]->(p)
+  CREATE (d)-[:USED_FOR {job: row.job}]->(p)
 }
 CALL () {
   UNWIND $w.flow_runs AS row
@@ -371,15 +384,15 @@ CALL () {
   UNWIND $w.carried AS row
   MERGE (i:Identifier {ref: row.ref})
   MERGE (t:Dataset {key: row.target})
-  MERGE (i)-[:CARRIED_TO {source: row.source, job: row.job, at: row.at,
-                          event_id: row.event_id}]->(t)
+  CREATE (i)-[:CARRIED_TO {source: row.source, job: row.job, at: row.at,
+                           event_id: row.event_id}]->(t)
 }
 CALL () {
   UNWIND $w.specific AS row
   MERGE (i:Identifier {ref: row.ref})
   MERGE (p:Purpose {key: row.purpose})
-  MERGE (i)-[:USED_IN {dataset: row.dataset, job: row.job, at: row.at,
-                       event_id: row.event_id}]->(p)
+  CREATE (i)-[:USED_IN {dataset: row.dataset, job: row.job, at: row.at,
+                        event_id: row.event_id}]->(p)
 }
 CALL () {
   UNWIND $w.dropped AS ref
@@ -410,6 +423,7 @@ CALL () {
   MERGE (a)-[:ABOUT]->(i)
 }
 """
+)
 
 # -- operator reads --------------------------------------------------------------------------
 

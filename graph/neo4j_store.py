@@ -238,7 +238,10 @@ def _state_locks(keys: StateKeys) -> tuple[set[str], set[str]]:
     return datasets, identifiers
 
 
-def _lock_params(request: Request) -> dict[str, list[str]]:
+def _lock_params(request: Request, held: tuple[set[str], set[str]]) -> dict[str, list[str]]:
+    """What to lock before this fetch's reads: the nodes it is about, less those the unit
+    already locked (``held``: datasets, identifiers; a lock lasts until the transaction ends,
+    so locking again would only repeat the property writes); ``held`` is updated."""
     datasets = {d for d, _ in request.flows} | {d for d, _ in request.uses}
     datasets |= {window[0] for window in request.arrivals}
     identifiers = request.identifiers | request.histories
@@ -248,12 +251,16 @@ def _lock_params(request: Request) -> dict[str, list[str]]:
     merge_identifiers: set[str] = set()
     if request.state is not None:
         merge_datasets, merge_identifiers = _state_locks(request.state)
-    return {
-        "merge_datasets": sorted(merge_datasets),
-        "datasets": sorted(datasets - merge_datasets),
-        "merge_identifiers": sorted(merge_identifiers),
-        "identifiers": sorted(identifiers - merge_identifiers),
+    held_datasets, held_identifiers = held
+    params = {
+        "merge_datasets": sorted(merge_datasets - held_datasets),
+        "datasets": sorted(datasets - merge_datasets - held_datasets),
+        "merge_identifiers": sorted(merge_identifiers - held_identifiers),
+        "identifiers": sorted(identifiers - merge_identifiers - held_identifiers),
     }
+    held_datasets |= merge_datasets | datasets
+    held_identifiers |= merge_identifiers | identifiers
+    return params
 
 
 def _fact_params(rows: FactRows | None) -> dict[str, list[Row]]:
@@ -287,7 +294,8 @@ def _kind(exc: Neo4jError | DriverError) -> str:
     """``fatal``, ``oversize``, ``permanent`` or ``transient`` (see :mod:`graph.errors`).
 
     Transient: the connection-level driver errors (unreachable, session expired, a commit whose
-    outcome is unknown: re-running a unit is safe, every write is a keyed MERGE), the pool, and
+    outcome is unknown: re-running a unit is safe, it re-reads under its locks what it writes
+    and creates only facts it found absent, the rest are keyed MERGEs), the pool, and
     every error the driver marks retryable (``TransientError``: deadlocks, leader switches),
     except running out of transaction memory. A ``DatabaseError`` (the server failed, not the
     request) is retried too: it is never the event's fault, so it must not dead-letter one.
@@ -407,6 +415,7 @@ class Neo4jStore:
 
         def unit(tx: ManagedTransaction) -> T:
             self._unit.tx = tx
+            self._unit.held = (set(), set())  # nodes this attempt has locked
             try:
                 return work()
             except Neo4jError as exc:
@@ -497,7 +506,7 @@ class Neo4jStore:
             "alerts": sorted(request.alerts),
         }
         if self._current() is not None:
-            params["lock"] = _lock_params(request)
+            params["lock"] = _lock_params(request, self._unit.held)
             query = cypher.FETCH_LOCKING
         else:
             query = cypher.FETCH

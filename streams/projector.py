@@ -78,13 +78,24 @@ from streams.topics import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: A batch closes at 500 events or 50 ms after its first, so an alert leaves soon after its
-#: event at low rates, and large backlogs are written in few store transactions.
-BATCH_SIZE = 500
-BATCH_WINDOW_S = 0.05
+#: Adaptive batches (:class:`BatchSizer`): a batch closes as soon as the worker has caught up
+#: with every partition it owns (so an idle worker applies an event, and sends its alert, right
+#: after the poll that brought it), or when it reaches the current target. The target starts at
+#: ``MIN_BATCH`` and doubles after each full batch while the worker is behind, up to
+#: ``MAX_BATCH`` events (tens of thousands of rows in one transaction, the size Neo4j
+#: recommends for bulk writes), and halves again once batches come in short.
+MIN_BATCH = 500
+MAX_BATCH = 8_000
+#: A batch also closes at this many bytes of records: listed flows name thousands of
+#: identifiers each, so bytes bound a unit's rows where event counts do not.
+MAX_BATCH_BYTES = 8 << 20
+#: While behind, how long a batch may wait for more records to reach its target.
+BATCH_WINDOW_S = 0.25
 #: How long an idle poll waits before the loop looks at the stop flag again.
 IDLE_POLL_S = 0.5
-OUTBOX_BATCH = 500
+#: Alerts read from the outbox, sent and marked published per round: each round is a read,
+#: a producer flush and a write, so a backlog's thousands of alerts go in few rounds.
+OUTBOX_BATCH = 5_000
 #: Transient failures: first wait, and the cap of the doubling waits between attempts.
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
@@ -359,7 +370,7 @@ class KafkaOutlet:
 
 
 def create_consumer(settings: Settings) -> Any:
-    """The projector group's consumer: manual commits only, batches of ``BATCH_SIZE``, one
+    """The projector group's consumer: manual commits only, batches of up to ``MAX_BATCH``, one
     subscription, partitions split between the group's workers by Kafka (the producers key
     events by identifier or dataset, so a key's events go to one worker)."""
     from kafka import KafkaConsumer
@@ -372,7 +383,7 @@ def create_consumer(settings: Settings) -> Any:
             client_id="lineage-projector",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=BATCH_SIZE,
+            max_poll_records=MAX_BATCH,
             session_timeout_ms=int(SESSION_TIMEOUT_S * 1000),
             heartbeat_interval_ms=int(HEARTBEAT_INTERVAL_S * 1000),
             max_poll_interval_ms=int(MAX_POLL_INTERVAL_S * 1000),
@@ -383,25 +394,58 @@ def create_consumer(settings: Settings) -> Any:
     return consumer
 
 
-def poll_batch(consumer: Any, stop: threading.Event) -> list[Any]:
-    """Up to ``BATCH_SIZE`` records: what the first poll brings, topped up for at most
-    ``BATCH_WINDOW_S``. Empty when nothing came within ``IDLE_POLL_S`` or on stop."""
+class BatchSizer:
+    """The adaptive target of :func:`poll_batch`: doubles after a batch that filled it (the
+    worker is behind: bigger transactions write faster), halves after one that did not
+    (caught up), between ``minimum`` and ``maximum`` events."""
+
+    def __init__(self, minimum: int = MIN_BATCH, maximum: int = MAX_BATCH) -> None:
+        self.minimum, self.maximum = minimum, maximum
+        self.target = minimum
+
+    def update(self, size: int, full: bool) -> None:
+        if full:
+            self.target = min(self.maximum, self.target * 2)
+        elif size < self.target:
+            self.target = max(self.minimum, self.target // 2)
+
+
+def caught_up(consumer: Any) -> bool:
+    """Whether every assigned partition's next record is its last known high watermark (no
+    fetched record waits in the client and none was waiting at the broker at the last fetch).
+    A partition not fetched yet (no watermark) does not count as behind."""
+    for tp in consumer.assignment() or ():
+        highwater = consumer.highwater(tp)
+        if highwater is not None and consumer.position(tp) < highwater:
+            return False
+    return True
+
+
+def poll_batch(consumer: Any, stop: threading.Event, sizer: BatchSizer | None = None) -> list[Any]:
+    """Up to ``sizer.target`` records (and ``MAX_BATCH_BYTES``): what the first poll brings,
+    topped up while the worker is behind, for at most ``BATCH_WINDOW_S``; closed at once when
+    it has caught up. Empty when nothing came within ``IDLE_POLL_S`` or on stop."""
+    sizer = sizer or BatchSizer()
+    target = sizer.target
     records: list[Any] = []
+    size = 0
     timeout_s = IDLE_POLL_S
     deadline: float | None = None
-    while len(records) < BATCH_SIZE and not stop.is_set():
+    while len(records) < target and size < MAX_BATCH_BYTES and not stop.is_set():
         polled = consumer.poll(
-            timeout_ms=max(1, math.ceil(timeout_s * 1000)), max_records=BATCH_SIZE - len(records)
+            timeout_ms=max(1, math.ceil(timeout_s * 1000)), max_records=target - len(records)
         )
         for batch in polled.values():
             records += batch
-        if not records:
+            size += sum(len(r.value or b"") for r in batch)
+        if not records or caught_up(consumer):
             break
         if deadline is None:
             deadline = time.monotonic() + BATCH_WINDOW_S
         timeout_s = deadline - time.monotonic()
         if timeout_s <= 0:
             break
+    sizer.update(len(records), full=len(records) >= target or size >= MAX_BATCH_BYTES)
     return records
 
 
@@ -435,9 +479,10 @@ def consume(
 ) -> None:
     """The loop: poll a batch, apply it, publish its alerts, commit it; until ``stop``."""
     projector.drain_outbox()  # alerts stored before a crash but never confirmed sent
+    sizer = BatchSizer()
     batches = 0
     while not stop.is_set() and (max_batches is None or batches < max_batches):
-        records = poll_batch(consumer, stop)
+        records = poll_batch(consumer, stop, sizer)
         if not records:
             continue
         batch = [Inbound(r.value, f"{r.topic}:{r.partition}:{r.offset}", r.key) for r in records]

@@ -335,6 +335,9 @@ class FakeConsumer:
     def commit(self, offsets: dict[Any, Any]) -> None:
         self.commits.append({(tp.topic, tp.partition): o.offset for tp, o in offsets.items()})
 
+    def assignment(self) -> set[Any]:
+        return set()  # no watermark known: every poll has caught up
+
 
 def records(events: Sequence[Event], partitions: int = 2) -> list[Record]:
     return [
