@@ -33,6 +33,7 @@ from kafka.errors import KafkaError
 
 from bench.embedded_scale import _write_input_elsewhere
 from graph.neo4j_store import Neo4jStore
+from graph.store import GraphSnapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key-0123456789abcdef"
@@ -121,8 +122,18 @@ def _delete_topics(admin: KafkaAdminClient, topics: list[str]) -> None:
 
 
 def _run_tree(
-    name: str, tree: Path, python: str, lines: Path, bootstrap: str, drop_schema: bool
+    name: str,
+    tree: Path,
+    python: str,
+    lines: Path,
+    bootstrap: str,
+    drop_schema: bool,
+    workers: int = 1,
+    graphs: dict[str, GraphSnapshot] | None = None,
 ) -> dict[str, Any]:
+    """``workers`` processes of the tree's worker share one consumer group (the topic has
+    ``LINEAGE_TOPIC_PARTITIONS`` partitions, 4 by default); with ``graphs``, the graph they
+    left is kept there under ``name`` for comparison."""
     stamp = f"{name}.{int(time.time())}"
     topic = f"bench.{stamp}.events"
     env = {
@@ -149,14 +160,16 @@ def _run_tree(
         log = Path(home) / "worker.log"
         with log.open("wb") as sink:
             launched = time.perf_counter()
-            worker = subprocess.Popen(
-                [python, "-m", "cli.main", "worker"], cwd=tree, env=env, stdout=sink, stderr=sink
-            )
+            command = [python, "-m", "cli.main", "worker"]
+            running = [
+                subprocess.Popen(command, cwd=tree, env=env, stdout=sink, stderr=sink)
+                for _ in range(workers)
+            ]
             first: float | None = None
             done = False
             try:
                 while time.perf_counter() - launched < TIMEOUT_S:
-                    if worker.poll() is not None:
+                    if any(worker.poll() is not None for worker in running):
                         raise RuntimeError(f"{name} worker exited: {log.read_text()[-2000:]}")
                     committed = _committed(admin, group)
                     if committed and first is None:
@@ -169,12 +182,20 @@ def _run_tree(
                     time.sleep(POLL_S)
                 finished = time.perf_counter()
             finally:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
+                for worker in running:
+                    worker.send_signal(signal.SIGTERM)
+                for worker in running:
+                    try:
+                        worker.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        worker.kill()
+                        worker.wait()
+                if graphs is not None and done:
+                    store = _store()
+                    try:
+                        graphs[name] = store.snapshot()
+                    finally:
+                        store.close()
                 alerts = _alerts_published(bootstrap, env["LINEAGE_ALERTS_TOPIC"])
                 _delete_topics(admin, [topic, env["LINEAGE_ALERTS_TOPIC"],
                                        env["LINEAGE_DEADLETTER_TOPIC"]])  # fmt: skip
@@ -184,6 +205,7 @@ def _run_tree(
     steady = finished - first if first is not None and finished - first > POLL_S else None
     return {
         "tree": name,
+        "workers": workers,
         "events": events,
         "caught_up": done,
         "ingest_produce_s": round(produce_s, 1),
@@ -201,6 +223,10 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--old", help="a commit to compare with, from a git worktree")
     parser.add_argument("--old-python", help="a Python whose environment runs --old")
+    parser.add_argument(
+        "--workers", type=int, action="append",
+        help="also run this tree with N workers in one group (repeatable), and compare graphs",
+    )  # fmt: skip
     args = parser.parse_args()
     bootstrap = os.environ["LINEAGE_KAFKA_BOOTSTRAP"]
     results = []
@@ -216,9 +242,15 @@ def main() -> None:
             )  # fmt: skip
             trees.append((f"old-{args.old}", old, args.old_python or sys.executable))
         trees.append(("new", ROOT, sys.executable))
+        graphs: dict[str, GraphSnapshot] = {}
         try:
             for name, tree, python in trees:
                 results.append(_run_tree(name, tree, python, lines, bootstrap, bool(args.old)))
+            for count in args.workers or ():
+                results.append(
+                    _run_tree(f"new-{count}-workers", ROOT, sys.executable, lines, bootstrap,
+                              False, count, graphs)
+                )  # fmt: skip
         finally:
             if args.old:
                 subprocess.run(
@@ -226,11 +258,16 @@ def main() -> None:
                     check=False, capture_output=True,
                 )  # fmt: skip
             _reset_neo4j(drop_schema=False)
-    if len(results) == 2:
+    if args.old:
         results[1]["new_over_old"] = round(
             results[1]["worker_events_per_s"] / results[0]["worker_events_per_s"], 2
         )
-    print(json.dumps({"users": args.users, "runs": results}, indent=2))
+    summary: dict[str, Any] = {"users": args.users, "runs": results}
+    if len(graphs) > 1:
+        first, *others = graphs.values()
+        summary["same_graph_for_every_worker_count"] = all(g == first for g in others)
+        summary["graph_counts"] = first.counts()
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
