@@ -13,23 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from lineage.errors import LineageError
+from cli.output import errors, fail, shown_identifier
 
 if TYPE_CHECKING:
     from graph.drawing import Picture
 
 # graph.drawing (networkx), the settings and the service load inside the command.
 
-errors = Console(stderr=True)
 FORMAT_NAMES = ("dot", "mermaid", "svg", "html")
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(code)
 
 
 def is_dataset_key(target: str) -> bool:
@@ -78,16 +73,9 @@ def graph(
             errors.print(escape(f"No lineage recorded for dataset {key}."))
             raise typer.Exit(1)
     else:
-        from lineage.identifiers import check_region, guess_category, mask, normalize
         from runtime.audit import identifier_picture
-        from runtime.settings import load_settings
 
-        category = guess_category(raw)
-        try:
-            region = check_region(load_settings().default_region)
-            shown = mask(category, normalize(category, raw, region))
-        except LineageError as exc:
-            raise _fail(str(exc)) from None
+        shown = shown_identifier(raw)
         with _service(False, writer=False) as service:
             found = service.trace(raw)
             if found is None:
@@ -101,7 +89,7 @@ def graph(
     try:
         output.write_text(drawn, encoding="utf-8")
     except OSError as exc:
-        raise _fail(f"cannot write {output}: {exc}") from None
+        raise fail(f"cannot write {output}: {exc}") from None
     errors.print(escape(f"wrote {output} ({len(picture.nodes)} nodes, {len(picture.edges)} edges)"))
 
 

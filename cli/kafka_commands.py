@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from cli.output import errors, fail
 from lineage.errors import ConfigurationError, InvalidEventError, LineageError
 
 if TYPE_CHECKING:
@@ -22,12 +21,8 @@ if TYPE_CHECKING:
 
 # The drivers and the pydantic-heavy modules load inside the commands (a fast ``--help``).
 
-errors = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line, no markup
-    return typer.Exit(code)
 
 
 def worker(
@@ -58,7 +53,7 @@ def worker(
         ensure_topics(settings)
         store = open_store(settings)
     except LineageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         if from_beginning:
             rewind_group(settings, projector_group_id(settings))
@@ -66,7 +61,7 @@ def worker(
             errors.print("graph emptied; replaying the events topic from the beginning")
         run_worker(settings, store, policy, loglevel)
     except LineageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.close()
 
@@ -112,7 +107,7 @@ def emit(
     if not raw.strip():  # ingest skips blank lines; one record that is blank is a mistake
         if as_json:
             print(json.dumps({"sent": False, "reason": "no record: it is empty"}))
-        raise _fail("no record: the argument (or stdin) is empty or blank")
+        raise fail("no record: the argument (or stdin) is empty or blank")
     try:
         settings = load_settings()
         if settings.log_kind == "local":
@@ -124,7 +119,7 @@ def emit(
         taxonomy = build_policy(settings).taxonomy
         log = KafkaEventLog.from_settings(settings)
     except LineageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         try:
             event = parser.parse_line(raw, datetime.now(UTC))
@@ -133,10 +128,10 @@ def emit(
             log.dead_letter(raw, exc.reason, "emit")
             if as_json:
                 print(json.dumps({"sent": False, "reason": exc.reason}))
-            raise _fail(f"rejected and dead-lettered: {exc.reason}", code=1) from None
+            raise fail(f"rejected and dead-lettered: {exc.reason}", code=1) from None
         log.append([event])
     except LineageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         log.close()
     if as_json:
@@ -158,7 +153,7 @@ def _emit_local(settings: Settings, raw: bytes, as_json: bool) -> None:
         reason = report.rejected[0].reason
         if as_json:
             print(json.dumps({"sent": False, "reason": reason}))
-        raise _fail(f"rejected and dead-lettered: {reason}", code=1)
+        raise fail(f"rejected and dead-lettered: {reason}", code=1)
     raised = [a.alert_id for a in report.alerts]
     if as_json:
         print(json.dumps({"sent": True, "accepted": report.accepted, "alerts": raised}))

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from cli.graph_commands import register as register_graph_commands
 from cli.kafka_commands import register as register_kafka_commands
 from cli.openlineage_commands import register as register_openlineage_commands
+from cli.output import console, errors, fail, shown_identifier
 from cli.query_commands import register as register_query_commands
 from cli.webhook_commands import register as register_webhook_commands
 from lineage.errors import ConfigurationError, LineageError, StoreError
@@ -38,8 +38,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=False)
-errors = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 AsOfOption = Annotated[
@@ -52,11 +50,6 @@ AsOfOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    # One line however narrow the terminal, and reasons quoting patterns such as
-    # '^[a-z0-9_]+$' are text, not rich markup.
-    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(code)
 
 
 @contextmanager
@@ -81,11 +74,11 @@ def _service(
             sinks.append(StreamSink(sys.stdout, as_json))
         service = LineageService.open(settings, sinks, writer=writer, rebuilding=rebuilding)
     except LineageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         yield service
     except LineageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         service.close()
 
@@ -113,13 +106,13 @@ def read_stdin_identifier(limit: int = 4096) -> str:
     """``trace -``: the identifier from stdin, so it stays out of shell history and ``ps``."""
     data = sys.stdin.buffer.read(limit + 1)
     if len(data) > limit:
-        raise _fail(f"the identifier on stdin is longer than {limit} bytes")
+        raise fail(f"the identifier on stdin is longer than {limit} bytes")
     try:
         text = data.decode("utf-8-sig").strip()
     except UnicodeDecodeError:
-        raise _fail("the identifier on stdin is not valid UTF-8") from None
+        raise fail("the identifier on stdin is not valid UTF-8") from None
     if not text:
-        raise _fail("no identifier on stdin")
+        raise fail("no identifier on stdin")
     return text
 
 
@@ -129,7 +122,7 @@ def utf8_argument(value: str, what: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise _fail(f"the {what} is not valid UTF-8") from None
+        raise fail(f"the {what} is not valid UTF-8") from None
     return value
 
 
@@ -171,12 +164,12 @@ def ingest(
 ) -> None:
     """Validate, pseudonymize and record events; bad lines are reported and dead-lettered."""
     if input_format not in ("events", "openlineage"):
-        raise _fail(f"--format must be events or openlineage, not {input_format!r}")
+        raise fail(f"--format must be events or openlineage, not {input_format!r}")
     try:
         handle = sys.stdin.buffer if str(file) == "-" else file.open("rb")
         total = None if str(file) == "-" else file.stat().st_size
     except OSError as exc:
-        raise _fail(f"cannot read {file}: {exc}") from None
+        raise fail(f"cannot read {file}: {exc}") from None
     read = 0
     lost: StoreError | None = None
     with (
@@ -257,7 +250,7 @@ def _kafka_ingest_failed(
                 }
             )
         )
-    raise _fail(
+    raise fail(
         f"Kafka stopped acknowledging at line {lines_read}: {delivered} event(s) sent, "
         f"{undelivered} could not be delivered; run the same ingest again once Kafka is back "
         f"(re-sent events are no-ops). Cause: {error}"
@@ -278,21 +271,12 @@ def trace(
 ) -> None:
     """Where did this phone number or email go? Datasets, jobs and uses, per origin purpose."""
     from cli import render
-    from lineage.identifiers import check_region, guess_category, mask, normalize
-    from runtime.settings import load_settings
 
     if identifier == ["-"]:
         raw = read_stdin_identifier()
     else:
         raw = utf8_argument(" ".join(identifier), "identifier")
-    category = guess_category(raw)
-    try:
-        # The same region the service's pseudonymizer uses (LINEAGE_DEFAULT_REGION), so a
-        # number typed without a country code is accepted here exactly when it can be found.
-        region = check_region(load_settings().default_region)
-        shown = mask(category, normalize(category, raw, region))
-    except LineageError as exc:
-        raise _fail(str(exc)) from None
+    shown = shown_identifier(raw)
     when = utc_datetime(as_of, "--as-of") if as_of is not None else None
     with _service(as_json, writer=False) as service:
         result = service.trace(raw, when)
@@ -330,10 +314,10 @@ def alerts(
             for alert in follow_alerts(load_settings(), from_beginning=from_beginning):
                 print(alert.model_dump_json() if as_json else describe(alert), flush=True)
         except LineageError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         return
     if limit < 0:
-        raise _fail("--limit must be 0 (all) or more")
+        raise fail("--limit must be 0 (all) or more")
     shown = None if show_all or limit == 0 else limit
     with _service(as_json, writer=False) as service:
         found = service.alerts()
@@ -561,7 +545,7 @@ def schema(
     elif kind == "alerts":
         print(json.dumps(Alert.model_json_schema(), indent=2))
     else:
-        raise _fail("kind must be 'events' or 'alerts'")
+        raise fail("kind must be 'events' or 'alerts'")
 
 
 @app.command("dead-letters")
@@ -574,14 +558,14 @@ def dead_letters(as_json: JsonOption = False) -> None:
     try:
         settings = load_settings()
     except LineageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if settings.log_kind == "kafka":
         _kafka_dead_letters(settings, as_json)
         return
     with _service(as_json, writer=False) as service:
         log = service.local_log
         if log is None:
-            raise _fail("dead letters of the Kafka log are on the dead-letter topic")
+            raise fail("dead letters of the Kafka log are on the dead-letter topic")
         rows = log.dead_letters()
     entries = [
         {
@@ -610,7 +594,7 @@ def _kafka_dead_letters(settings: Settings, as_json: bool) -> None:
     try:
         rows = read_dead_letters(settings)
     except LineageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     entries = [
         {
             "id": r.id,

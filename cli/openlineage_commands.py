@@ -14,19 +14,14 @@ import threading
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from cli.output import fail
 from lineage.errors import LineageError
 
 # runtime.service and the server load inside the command: a fast --help.
 
-errors = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(code)
 
 
 def serve(
@@ -56,12 +51,12 @@ def serve(
             sinks.insert(0, JsonlFileSink(settings.home / "alerts.jsonl"))
         service = LineageService.open(settings, sinks)
     except LineageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         try:
             server = OpenLineageServer(service, host, port, api_key)
         except OSError as exc:
-            raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
         def stop(*_: Any) -> None:  # shutdown() waits for the loop: not from its own thread
             threading.Thread(target=server.shutdown, daemon=True).start()

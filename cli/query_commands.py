@@ -101,16 +101,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Privacy officers' questions: paths, blast-radius, affected, collections,
         erasure-gaps."""
-        from cli.main import _fail, _service, utc_datetime
+        from cli.main import _service, utc_datetime
+        from cli.output import fail
 
         when = utc_datetime(as_of, "--as-of") if as_of is not None else None
         if limit < 0:
-            raise _fail("--limit must be 0 (all) or more")
+            raise fail("--limit must be 0 (all) or more")
         rows = None if show_all or limit == 0 else limit
         with _service(as_json, writer=False) as service:
             page = service.query(name, target, when, rows)
         if page is None:
-            raise _fail(f"no dataset or job {target!r} is known", code=1)
+            raise fail(f"no dataset or job {target!r} is known", code=1)
         if as_json:
             print(page_json(page, rows))
         else:

@@ -15,9 +15,8 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from cli.output import fail
 from lineage.errors import LineageError
 
 if TYPE_CHECKING:
@@ -26,14 +25,10 @@ if TYPE_CHECKING:
 
 # runtime.webhook (pydantic, tenacity, the settings) loads inside the command: a fast --help.
 
-errors = Console(stderr=True)
 #: Human progress lines during a backlog: at most one per this many seconds.
 PROGRESS_EVERY_S = 2.0
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _line(stream: Any, text: str) -> None:
@@ -187,7 +182,7 @@ def webhook(
             on_retry=output.retry,
         )
     except LineageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if not url.lower().startswith("https://") and not is_loopback(url):
         output.warning(f"{target} is plain http: alerts cross the network unencrypted")
     kafka = settings.log_kind == "kafka"
@@ -224,7 +219,7 @@ def webhook(
             )
         output.summary(summary, stopped=True)
         detail = f": {exc.excerpt}" if exc.excerpt else ""
-        raise _fail(
+        raise fail(
             f"{target} refused alert {exc.key} with HTTP {exc.status} {exc.reason}{detail}. "
             "A permanent refusal (3xx, or 4xx other than 408/429): nothing after it "
             f"was sent and the cursor stays before it ({summary.position}); fix the "
@@ -235,7 +230,7 @@ def webhook(
         stop.set()
     except (LineageError, OSError) as exc:  # OSError: the home (cursor, lock) is not writable
         output.summary(summary, stopped=True)
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -190,22 +190,21 @@ class Pseudonymizer:
         found = IdentifierRef(
             category=category, ref=self._digest(category, normalized), display=display
         )
+        self._remember(key, found)
+        return found
+
+    def _remember(self, key: tuple[Category, str], found: IdentifierRef) -> None:
         if len(self._seen) >= MEMO_ENTRIES:
             self._seen.clear()
         self._seen[key] = found
-        return found
 
     def learn(self, category: Category, raw: str, ref: str, display: str | None) -> None:
         """Remember what another process computed for a raw value with this same key and
         region (:meth:`fresh`), so :meth:`identifier` finds it without parsing again."""
         key = (category, raw)
-        if key in self._seen:
-            return
-        if len(self._seen) >= MEMO_ENTRIES:
-            self._seen.clear()
-        self._seen[key] = IdentifierRef.model_construct(
-            category=category, ref=ref, display=display
-        )
+        if key not in self._seen:
+            found = IdentifierRef.model_construct(category=category, ref=ref, display=display)
+            self._remember(key, found)
 
     def fresh(self) -> Pseudonymizer:
         """The same key and region with an empty memo: what a helper process starts from."""

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from graph.sqlite_store import SqliteStore
@@ -32,22 +31,11 @@ from lineage.tracker import Tracker
 from tests import factories as f
 from tests.histories import MAX_HOUR, histories
 from tests.oracle import expected
-from tests.unit.test_order_independence import alert_contents, copy_rows
+from tests.unit.test_order_independence import _profile, alert_contents, copy_rows
 
 EMBEDDED_EXAMPLES = int(os.environ.get("AS_OF_EXAMPLES", "150"))
 NEO4J_EXAMPLES = int(os.environ.get("AS_OF_NEO4J_EXAMPLES", "15"))
 
-
-def _profile(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    return settings(
-        max_examples=examples,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        phases=[Phase.explicit, Phase.generate, Phase.shrink],
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        print_blob=False,
-    )
 
 
 def _without_people(value: Any) -> Any:
