@@ -22,6 +22,8 @@ Graph shape (times are epoch microseconds; ``origin`` is ``<purpose>@<collection
   origin_purpose, use_dataset, use_job, use_purpose, occurred_at, json})-[:ABOUT]->
   (:Identifier)``; ``json`` rebuilds the alert exactly; ``queued_at``/``queued_index`` are set
   while the alert's latest revision waits in the outbox.
+- ``(:EventClaim {key, digest})``: who owns an event id on the Kafka path (an id, or
+  ``id#i`` for part i of a split event; :mod:`lineage.event_identity`), not part of the graph.
 
 Run records repeat their edge's keys (``source``, ``target``, ``job``) so one composite index
 answers "the first run at or after t" and "the latest run before t" with a seek and ``LIMIT 1``
@@ -46,6 +48,7 @@ SCHEMA: Final = (
     "CREATE CONSTRAINT job_name IF NOT EXISTS FOR (n:Job) REQUIRE n.name IS UNIQUE",
     "CREATE CONSTRAINT purpose_key IF NOT EXISTS FOR (n:Purpose) REQUIRE n.key IS UNIQUE",
     "CREATE CONSTRAINT alert_id IF NOT EXISTS FOR (n:Alert) REQUIRE n.alert_id IS UNIQUE",
+    "CREATE CONSTRAINT event_claim_key IF NOT EXISTS FOR (n:EventClaim) REQUIRE n.key IS UNIQUE",
     # arrivals: equality on the dataset then a range on since, one seek
     "CREATE INDEX copy_in_dataset_since IF NOT EXISTS "
     "FOR ()-[r:COPY_IN]-() ON (r.dataset, r.since)",
@@ -517,6 +520,34 @@ RETURN kind, a, b, job
 """
 
 #: Batched so a large graph never needs one huge transaction (must run outside a transaction).
+# -- event identity (lineage.event_identity) -------------------------------------------------
+
+#: Lock every key a batch claims, creating an empty claim for a key not seen yet: MERGE on the
+#: unique key locks it even while it does not exist, so a second unit claiming the same id
+#: (another worker) waits for this one to commit and then reads its digest.
+READ_CLAIMS: Final = """
+UNWIND $keys AS key
+MERGE (c:EventClaim {key: key})
+SET c._lock = true
+REMOVE c._lock
+RETURN key, c.digest AS digest
+"""
+
+#: Fill the claims the accepted messages own; drop the empty ones nobody owns.
+WRITE_CLAIMS: Final = """
+CALL () {
+  UNWIND $fresh AS row
+  MATCH (c:EventClaim {key: row[0]})
+  SET c.digest = row[1]
+}
+CALL () {
+  UNWIND $read AS key
+  MATCH (c:EventClaim {key: key})
+  WHERE c.digest IS NULL
+  DELETE c
+}
+"""
+
 CLEAR: Final = """
 MATCH (n)
 CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF $batch ROWS

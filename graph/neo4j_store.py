@@ -91,6 +91,7 @@ from graph.store import GraphSnapshot
 from lineage.alerts import Alert
 from lineage.audit import CarriedOrigin, RouteExample, carried_order, route_examples
 from lineage.errors import StoreError
+from lineage.event_identity import Claim
 from lineage.events import micros
 from lineage.identifiers import Category
 from lineage.model import (
@@ -566,6 +567,22 @@ class Neo4jStore:
                 else:
                     state.previous[key] = previous[0] if previous else None
         return state
+
+    # -- the port: event identity ----------------------------------------------------------
+    def read_claims(self, keys: Sequence[str]) -> dict[str, str]:
+        """Locks the keys (see ``cypher.READ_CLAIMS``); meant for a unit, makes its own."""
+        if not keys:
+            return {}
+        if self._current() is None:
+            return self.atomically(lambda: self.read_claims(keys))
+        records = self._read("reading event claims", cypher.READ_CLAIMS, keys=list(keys))
+        return {r["key"]: r["digest"] for r in records if r["digest"] is not None}
+
+    def write_claims(self, fresh: Sequence[Claim], read: Sequence[str]) -> None:
+        if not read:
+            return
+        rows = [[c.key, c.digest] for c in fresh]
+        self._write("writing event claims", cypher.WRITE_CLAIMS, fresh=rows, read=list(read))
 
     # -- the port: write -------------------------------------------------------------------
     def write(self, writes: Writes) -> None:

@@ -21,6 +21,7 @@ from graph.store import GraphSnapshot
 from lineage.alerts import Alert
 from lineage.audit import CarriedOrigin, RouteExample, carried_order, order_examples
 from lineage.errors import StoreError
+from lineage.event_identity import Claim
 from lineage.events import from_micros
 from lineage.identifiers import DATASET_LEVEL_SUBJECT, Category
 from lineage.model import (
@@ -90,11 +91,12 @@ CREATE INDEX IF NOT EXISTS alerts_tally ON alerts (
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL UNIQUE,
     revision INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, digest TEXT NOT NULL) WITHOUT ROWID;
 """
 
 PROJECTION_TABLES = (
     "identifiers", "subjects", "erasures", "datasets", "jobs", "collections", "edges", "runs",
-    "carried", "specific", "copies", "alerts", "outbox",
+    "carried", "specific", "copies", "alerts", "outbox", "claims",
 )  # fmt: skip
 
 _COPY_FIELDS = "dataset, origin, epoch, since, hops, event_id, source, job"
@@ -409,6 +411,18 @@ class SqliteStore:
         return state  # fmt: skip
 
     # -- the port: writes --------------------------------------------------------------
+    # -- the port: event identity (a unit holds SQLite's one write lock: nothing to lock) -----
+    def read_claims(self, keys: Sequence[str]) -> dict[str, str]:
+        rows = self._keyed(
+            ((k,) for k in keys), 1, "SELECT c.key, c.digest FROM k JOIN claims c ON c.key = k.c0"
+        )
+        return {key: value for key, value in rows}
+
+    def write_claims(self, fresh: Sequence[Claim], read: Sequence[str]) -> None:
+        self._db.executemany(
+            "INSERT INTO claims (key, digest) VALUES (?, ?)", [(c.key, c.digest) for c in fresh]
+        )
+
     def write(self, writes: Writes) -> None:
         db = self._db
         try:

@@ -13,15 +13,19 @@ implementation keeps (the contract suite in ``tests/contract`` checks them):
 - ``write`` applies fact rows (they are already merged), drops the copies of recomputed
   identifiers, puts copies keeping the lower ``rank`` per ``Copy.key``, and upserts alerts
   keeping the higher ``revision``; every alert written enters the outbox.
+- ``read_claims``/``write_claims`` keep who owns an event id (:mod:`lineage.event_identity`):
+  inside a unit, the keys read are locked until it ends, so two units claiming one id
+  serialize and the second sees the first's claims.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from lineage.alerts import Alert
+from lineage.event_identity import Claim
 from lineage.model import CarriedFlow, Collection, Copy, IdentifierNode, Run, SpecificUse
 from lineage.planner import FactRows, State, StateKeys
 
@@ -104,3 +108,9 @@ class LineageStore(Protocol):
 
     def write(self, writes: Writes) -> None:
         """Apply rows the core computed (see the module docstring for the merge rules)."""
+
+    def read_claims(self, keys: Sequence[str]) -> dict[str, str]:
+        """Inside a unit: the stored digest of each key that has one, the keys locked."""
+
+    def write_claims(self, fresh: Sequence[Claim], read: Sequence[str]) -> None:
+        """Inside the unit that read ``read``: store ``fresh`` (a subset of those keys)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from lineage.alerts import Alert
+from lineage.event_identity import Claim, decide
 from lineage.events import DataUsed, Event, IdentifierCollected
 from lineage.planner import keys_of, plan
 from lineage.policy import Policy
@@ -32,6 +34,12 @@ def merge_facts(store: LineageStore, mutations: Sequence[Mutation]) -> list[Chan
     return planned.changes
 
 
+@dataclass(frozen=True)
+class Claimed:
+    alerts: list[Alert]
+    reused: list[int]  # positions of the messages refused: their id is owned by other content
+
+
 class Tracker:
     def __init__(self, store: LineageStore, policy: Policy) -> None:
         self.store = store
@@ -47,6 +55,24 @@ class Tracker:
             self.check(event)
         mutations: list[Mutation] = [m for event in events for m in project(event)]
         return self.store.atomically(lambda: self._apply(mutations))
+
+    def apply_claimed(self, messages: Sequence[tuple[Event, Sequence[Claim]]]) -> Claimed:
+        """``apply`` for a log that cannot refuse a reused id (Kafka): in the same unit,
+        decide who owns each id (:func:`lineage.event_identity.decide`), apply the messages
+        that agree with what is owned, record their claims, and return the others."""
+        for event, _ in messages:
+            self.check(event)
+
+        def unit() -> Claimed:
+            keys = list(dict.fromkeys(c.key for _, claims in messages for c in claims))
+            decision = decide([claims for _, claims in messages], self.store.read_claims(keys))
+            kept = [event for (event, _), ok in zip(messages, decision.accepted, strict=True) if ok]
+            alerts = self._apply([m for event in kept for m in project(event)])
+            self.store.write_claims(decision.fresh, keys)
+            reused = [i for i, ok in enumerate(decision.accepted) if not ok]
+            return Claimed(alerts, reused)
+
+        return self.store.atomically(unit)
 
     def _apply(self, mutations: list[Mutation]) -> list[Alert]:
         # One unit: if we die half-way, nothing of it is stored and redelivery redoes it all.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from graph.store import GraphStore
 from lineage.alerts import Alert
 from lineage.errors import ConfigurationError, InvalidEventError
+from lineage.event_identity import reused_reason
 from lineage.events import Event, micros
 from lineage.identifiers import Pseudonymizer, guess_category
 from lineage.inbound import InboundParser
@@ -213,7 +214,7 @@ class LineageService:
             for number, raw, event in pending:
                 if id(event) in conflicting and number not in rejected:
                     rejected.add(number)
-                    reject(number, raw, f"event id {event.event_id!r} reused with other content")
+                    reject(number, raw, reused_reason(event))
             report.accepted += len(appended.fresh)
             report.duplicates += len(pending) - len(appended.fresh) - len(conflicting)
             report.alerts_raised += len(alerts)

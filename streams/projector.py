@@ -62,6 +62,7 @@ from graph.errors import (
 from graph.store import GraphStore
 from lineage.alerts import Alert
 from lineage.errors import InvalidEventError, StoreError
+from lineage.event_identity import Claim, Part, claims_of, reused_reason
 from lineage.events import Event, parse_event
 from lineage.inbound import describe_validation_error
 from lineage.policy import Policy
@@ -71,6 +72,7 @@ from streams.consumer_group import HEARTBEAT_INTERVAL_S, SESSION_TIMEOUT_S, proj
 from streams.topics import (
     DEADLETTER_MAX_BYTES,
     ORIGIN_HEADER,
+    PART_HEADER,
     REASON_HEADER,
     TRUNCATED_HEADER,
 )
@@ -113,6 +115,7 @@ class Inbound:
     raw: bytes | None
     origin: str  # topic:partition:offset, for the dead-letter header and logs
     key: bytes | None = None
+    part: bytes | None = None  # the PART_HEADER of a split event ("i/n")
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,11 @@ class Outlet(Protocol):
     def dead_letter(self, rejects: Sequence[Rejected]) -> None: ...
 
 
-Accepted = tuple[Event, Inbound]
+@dataclass(frozen=True)
+class Accepted:
+    event: Event
+    item: Inbound
+    claims: tuple[Claim, ...]  # what the message claims of its event id
 
 
 def triage(tracker: Tracker, batch: Sequence[Inbound]) -> tuple[list[Accepted], list[Rejected]]:
@@ -145,13 +152,14 @@ def triage(tracker: Tracker, batch: Sequence[Inbound]) -> tuple[list[Accepted], 
                 raise InvalidEventError("empty message")
             event = parse_event(item.raw)
             tracker.check(event)
+            part = None if item.part is None else Part.parse(item.part)
         except ValidationError as exc:
             reason = describe_validation_error(exc)
             rejected.append(Rejected(item.raw or b"", reason, item.origin, item.key))
         except InvalidEventError as exc:
             rejected.append(Rejected(item.raw or b"", exc.reason, item.origin, item.key))
         else:
-            accepted.append((event, item))
+            accepted.append(Accepted(event, item, claims_of(event, part)))
     return accepted, rejected
 
 
@@ -255,10 +263,14 @@ class Projector:
 
     def _apply(self, accepted: list[Accepted]) -> None:
         """Apply events as one unit; if the store or the core refuses them for good, bisect:
-        each half is applied on its own, down to single events, which are dead-lettered."""
-        events = [event for event, _ in accepted]
+        each half is applied on its own, down to single events, which are dead-lettered.
+        A message reusing an event id that other content owns is dead-lettered, not applied
+        (:mod:`lineage.event_identity`)."""
+        messages = [(a.event, a.claims) for a in accepted]
         try:
-            self.retry(f"applying {len(events)} event(s)", self._tracker.apply, events)
+            claimed = self.retry(
+                f"applying {len(messages)} event(s)", self._tracker.apply_claimed, messages
+            )
         except FatalStoreError:
             raise
         except Exception as exc:
@@ -275,14 +287,23 @@ class Projector:
                 self._apply(accepted[:middle])
                 self._apply(accepted[middle:])
                 return
-            _, item = accepted[0]
+            item = accepted[0].item
             reason = apply_failure_reason(exc)
             log.error("message at %s: %s (%s); dead-lettered", item.origin, reason, _short(exc))
             reject = Rejected(item.raw or b"", reason, item.origin, item.key)
             self.retry("dead-lettering", self._outlet.dead_letter, [reject])
             self.counters.dead_lettered += 1
             return
-        self.counters.applied += len(events)
+        if claimed.reused:
+            reused = [accepted[i] for i in claimed.reused]
+            rejects = [
+                Rejected(a.item.raw or b"", reused_reason(a.event), a.item.origin, a.item.key)
+                for a in reused
+            ]
+            log.warning("dead-lettered %d message(s) reusing an event id", len(rejects))
+            self.retry("dead-lettering", self._outlet.dead_letter, rejects)
+            self.counters.dead_lettered += len(rejects)
+        self.counters.applied += len(messages) - len(claimed.reused)
 
 
 # -- Kafka ------------------------------------------------------------------------------------
@@ -485,10 +506,20 @@ def consume(
         records = poll_batch(consumer, stop, sizer)
         if not records:
             continue
-        batch = [Inbound(r.value, f"{r.topic}:{r.partition}:{r.offset}", r.key) for r in records]
+        batch = [
+            Inbound(r.value, f"{r.topic}:{r.partition}:{r.offset}", r.key, part_header(r))
+            for r in records
+        ]
         projector.handle(batch)
         commit_batch(consumer, records, projector.retry)
         batches += 1
+
+
+def part_header(record: Any) -> bytes | None:
+    for name, value in record.headers or ():
+        if name == PART_HEADER:
+            return bytes(value or b"")
+    return None
 
 
 def run_worker(settings: Settings, store: GraphStore, policy: Policy, loglevel: str) -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from graph.dataset_graph import build, downstream
 from graph.sqlite_store import SqliteStore
 from graph.store import GraphStore
 from lineage.alerts import Alert, EvidenceStep
+from lineage.event_identity import Claim
 from lineage.events import Event, from_micros
 from lineage.model import CarriedFlow, Collection, Copy, Origin, Run, SpecificUse
 from lineage.policy import Policy
@@ -267,3 +270,33 @@ def test_the_store_tally_reports_what_the_alerts_say(store: GraphStore, policy: 
     summary = report_from(store.tally())
     assert (summary.alerts, summary.affected_identifiers, summary.affected_subjects) == (4, 3, 2)
     assert summary.by_year == {"2015": 1, "2016": 3}
+
+
+def test_event_claims_are_kept_and_keys_read_but_not_owned_leave_no_trace(
+    store: GraphStore,
+) -> None:
+    """``read_claims``/``write_claims`` (``lineage.event_identity``), on every store."""
+    run = f"claims-{id(store)}"  # the shared Neo4j is not emptied: keys of this run only
+    first, second, unowned = (f"{run}-{n}" for n in range(3))
+
+    def claim(keys: list[str], fresh: list[Claim]) -> dict[str, str]:
+        def unit() -> dict[str, str]:
+            stored = store.read_claims(keys)
+            store.write_claims(fresh, keys)
+            return stored
+
+        return store.atomically(unit)
+
+    assert claim([first, unowned], [Claim(first, "d1")]) == {}
+    assert claim([first, second, unowned], [Claim(second, "d2")]) == {first: "d1"}
+    assert store.atomically(lambda: store.read_claims([first, second, unowned])) == {
+        first: "d1",
+        second: "d2",
+    }
+    def failing() -> None:
+        claim([unowned], [Claim(unowned, "d3")])
+        raise RuntimeError("the unit fails after claiming")
+
+    with pytest.raises(RuntimeError):  # a unit that fails keeps none of its claims
+        store.atomically(failing)
+    assert store.atomically(lambda: store.read_claims([unowned])) == {}

@@ -429,3 +429,33 @@ def _next_alert(consumer: KafkaConsumer, timeout_s: float) -> Alert:
         for batch in consumer.poll(timeout_ms=20).values():
             return Alert.model_validate_json(batch[0].value)
     raise AssertionError("no alert arrived")
+
+
+def test_a_reused_event_id_is_dead_lettered_by_the_worker(
+    pipeline: Pipeline, parser: InboundParser
+) -> None:
+    """The same id with other content, on another partition: the worker applies the first
+    (the log's order) and dead-letters the second with the embedded log's reason; a re-send of
+    the first is a no-op. Neo4j holds one collection under the id."""
+    first, flow, use = (parser.parse_record(r, datetime.now(UTC)) for r in _probe_records())
+    assert isinstance(first, IdentifierCollected)
+    other_phone = parser.parse_record(
+        {**_probe_records()[0], "identifier": {"phone": "+1 650 253 0001"}}, datetime.now(UTC)
+    )
+    reused = other_phone.model_copy(update={"event_id": first.event_id})
+    pipeline.produce([first])
+    pipeline.start_worker()
+    pipeline.wait_caught_up()
+    pipeline.produce([reused, first, flow, use])
+    pipeline.wait_caught_up()
+
+    (letter,) = pipeline.read_topic(pipeline.settings.deadletter_topic)
+    assert letter.value == dump_event(reused).encode()
+    reason = dict(letter.headers)["reason"].decode()
+    assert reason == f"event id {first.event_id!r} reused with other content"
+    rows = pipeline.cypher(
+        "MATCH (i:Identifier)-[c:COLLECTED_INTO]->() WHERE c.event_id = $id RETURN i.ref AS ref",
+        id=first.event_id,
+    )
+    assert rows == [{"ref": first.identifier.ref}]
+    assert [a.identifier for a in pipeline.store.alerts()] == [first.identifier.ref]

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from graph import neo4j_cypher as cypher
 from graph.neo4j_store import Neo4jStore
 from graph.sqlite_store import SqliteStore
+from lineage.event_identity import claims_of
 from lineage.events import DataFlowed, DataUsed, Event
 from lineage.policy import Policy
 from lineage.ports import Writes
@@ -286,3 +287,45 @@ def test_two_workers_applying_their_partitions_concurrently_build_the_sequential
     Tracker(reference, policy).apply(events)
     assert stores[0].snapshot() == reference.snapshot()
     assert [a.content() for a in stores[1].alerts()] == [a.content() for a in reference.alerts()]
+
+
+def test_two_workers_applying_one_event_id_with_other_content_keep_the_first(
+    credentials: tuple[str, str, str], policy: Policy
+) -> None:
+    """A reused event id on two partitions (two workers): the first unit claims the id and is
+    held open; the second waits on the claim, then sees it and refuses its event. One
+    collection is stored, and no empty claim is left behind."""
+    first = f.collected("c-same", "ann", "auth:x", f.SECURITY, 1, owner="ann")
+    second = f.collected("c-same", "bob", "auth:x", f.SECURITY, 2, owner="bob")
+    setup = Neo4jStore(*credentials)
+    setup.clear()
+    held = HeldStore(*credentials)
+    other = Neo4jStore(*credentials)
+    try:
+        results: dict[str, list[int]] = {}
+
+        def claim(name: str, store: Neo4jStore, event: Event) -> None:
+            results[name] = Tracker(store, policy).apply_claimed([(event, claims_of(event))]).reused
+
+        one = _Thread(lambda: claim("first", held, first))
+        one.start()
+        assert held.reached.wait(WAIT_S), "the first unit never ran"
+        two = _Thread(lambda: claim("second", other, second))
+        two.start()
+        waited = not two.done.wait(RACE_WINDOW_S)
+        held.release.set()
+        for thread in (one, two):
+            assert thread.done.wait(WAIT_S), "a unit of work hung"
+            if thread.error is not None:
+                raise thread.error
+        assert results == {"first": [], "second": [0]}
+        assert waited, "the second unit did not wait for the first one's claim"
+        collections = other.snapshot().collections
+        assert {c.identifier for c in collections} == {f.ref("ann").ref}
+        empty = setup._read("counting claims", "MATCH (c:EventClaim) WHERE c.digest IS NULL "
+                            "RETURN count(c) AS n")  # fmt: skip
+        assert empty[0]["n"] == 0
+    finally:
+        held.release.set()
+        for store in (held, other, setup):
+            store.close()

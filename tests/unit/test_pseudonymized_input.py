@@ -272,7 +272,7 @@ def test_the_worker_dead_letters_a_raw_display_written_straight_to_the_topic(
         for n, record in enumerate((raw, masked))
     ]
     accepted, rejected = triage(Tracker(SqliteStore(":memory:"), policy), batch)
-    assert [event.event_id for event, _ in accepted] == ["direct-2"]
+    assert [a.event.event_id for a in accepted] == ["direct-2"]
     assert [r.origin for r in rejected] == ["events:0:0"]
     assert "not a masked form" in rejected[0].reason
     assert RAW_EMAIL.lower() not in rejected[0].reason.lower()

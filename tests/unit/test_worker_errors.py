@@ -312,6 +312,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)  # as kafka-python's
 
 
 @dataclass
