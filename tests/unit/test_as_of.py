@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import given
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 from graph.sqlite_store import SqliteStore
 from graph.store import GraphStore
 from lineage import queries as q
-from lineage.events import Event, micros
+from lineage.events import Event, from_micros, micros
 from lineage.policy import Policy
 from lineage.report import Tally
 from lineage.trace import Trace, build_trace
@@ -94,6 +95,9 @@ def test_as_of_equals_the_store_built_from_events_up_to_then(
         assert alert_contents(rebuilt.alerts()) == oracle.alerts
         refs = sorted({e.identifier.ref for e in history if hasattr(e, "identifier")})
         assert answers(store, policy, refs, as_of) == answers(rebuilt, policy, refs, None)
+        # ``lineage report --as-of D`` reads the window up to D + 1 µs: the same tally
+        until = from_micros(as_of) + timedelta(microseconds=1)
+        assert store.tally_between(None, until) == store.tally(as_of)
 
     check()
 
