@@ -23,8 +23,10 @@ Failures, by what helps (:mod:`graph.errors`):
   it never loops.
 - fatal (credentials, a missing database): no retry and no dead letter; the worker stops.
 
-Alerts leave through the store's outbox: stored with the graph change, sent, acked by Kafka,
-then marked published, so a crash between send and mark re-sends (consumers key on alert_id).
+Alerts leave through the store's outbox: stored with the graph change, sent (from memory,
+right after the units of the batch), acked by Kafka, then marked published. A crash or a stop
+between the store and the mark leaves them in the outbox, which the worker reads and sends
+when it starts again (consumers key on alert_id: a re-send is a duplicate, never a loss).
 Invalid input goes to the dead-letter topic with its original bytes and the worker goes on.
 A first SIGTERM/SIGINT lets the batch in hand finish (applied, published, committed) and then
 stops; a second one stops at once, committing nothing more.
@@ -239,29 +241,37 @@ class Projector:
         self.counters = self.retry.counters
 
     def handle(self, batch: Sequence[Inbound]) -> None:
+        """Dead-letter the invalid, apply the rest, then send the alerts the units stored
+        (from memory: the outbox is read back only by ``drain_outbox``)."""
         accepted, rejected = triage(self._tracker, batch)
         if rejected:
             self.retry("dead-lettering", self._outlet.dead_letter, rejected)
             self.counters.dead_lettered += len(rejected)
             log.warning("dead-lettered %d invalid message(s)", len(rejected))
+        alerts: list[Alert] = []
         if accepted:
-            self._apply(accepted)
-        self.drain_outbox()
+            self._apply(accepted, alerts)
+        for start in range(0, len(alerts), OUTBOX_BATCH):
+            self._publish(alerts[start : start + OUTBOX_BATCH])
 
     def drain_outbox(self) -> int:
+        """Send what the outbox still holds: alerts stored before a crash (or a stop while
+        publishing) but never confirmed sent. Run when the worker starts."""
         sent = 0
         while pending := self.retry(
             "reading the alert outbox", self._store.unpublished_alerts, OUTBOX_BATCH
         ):
-            self.retry("publishing alerts", self._outlet.publish_alerts, pending)
-            self.retry("marking alerts published", self._store.mark_published, pending)
+            self._publish(pending)
             sent += len(pending)
-        if sent:
-            self.counters.published += sent
-            log.info("published %d alert(s)", sent)
         return sent
 
-    def _apply(self, accepted: list[Accepted]) -> None:
+    def _publish(self, alerts: Sequence[Alert]) -> None:
+        self.retry("publishing alerts", self._outlet.publish_alerts, alerts)
+        self.retry("marking alerts published", self._store.mark_published, alerts)
+        self.counters.published += len(alerts)
+        log.info("published %d alert(s)", len(alerts))
+
+    def _apply(self, accepted: list[Accepted], alerts: list[Alert]) -> None:
         """Apply events as one unit; if the store or the core refuses them for good, bisect:
         each half is applied on its own, down to single events, which are dead-lettered.
         A message reusing an event id that other content owns is dead-lettered, not applied
@@ -284,8 +294,8 @@ class Projector:
                     apply_failure_reason(exc),
                 )
                 middle = len(accepted) // 2
-                self._apply(accepted[:middle])
-                self._apply(accepted[middle:])
+                self._apply(accepted[:middle], alerts)
+                self._apply(accepted[middle:], alerts)
                 return
             item = accepted[0].item
             reason = apply_failure_reason(exc)
@@ -303,6 +313,7 @@ class Projector:
             log.warning("dead-lettered %d message(s) reusing an event id", len(rejects))
             self.retry("dead-lettering", self._outlet.dead_letter, rejects)
             self.counters.dead_lettered += len(rejects)
+        alerts += claimed.alerts
         self.counters.applied += len(messages) - len(claimed.reused)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -123,6 +123,10 @@ def test_a_whole_event_and_a_split_one_with_one_id_never_agree(events: list[Even
     assert first[0] == second[0]  # one envelope
     assert first[0].key == whole[0].key and first[0].digest != whole[0].digest
     assert claims_of(reused(flow, observed_time=datetime(2030, 1, 1, tzinfo=UTC))) == whole
+    elsewhere = flow.event_time.astimezone(timezone(timedelta(hours=-9, minutes=-30)))
+    assert claims_of(reused(flow, event_time=elsewhere)) == whole  # one instant, one time
+    later = flow.event_time + timedelta(microseconds=1)
+    assert claims_of(reused(flow, event_time=later))[0].digest != whole[0].digest
 
 
 # -- the projector, graphs compared with the embedded log's -------------------------------------

@@ -463,3 +463,41 @@ def test_neo4j_errors_are_classified_by_what_helps(
     if isinstance(raised.value, PermanentStoreError):
         assert raised.value.oversize == oversize
         assert raised.value.code == cast(Neo4jError, error).code
+
+
+# -- alerts: sent from memory after the batch, the outbox read back only at start -------------
+
+
+def test_alerts_a_worker_could_not_send_are_sent_by_the_next_one(
+    events: list[Event], policy: Policy
+) -> None:
+    """The batch's alerts go out from memory (the outbox is not read per batch); when the
+    broker stays away past the budget, they stay in the outbox and the next worker's start
+    sends them: none lost."""
+    store = FailingStore()
+    reads = 0
+    unpublished = store.inner.unpublished_alerts
+
+    def counted(limit: int = 1_000) -> list[Alert]:
+        nonlocal reads
+        reads += 1
+        return unpublished(limit)
+
+    store.inner.unpublished_alerts = counted  # type: ignore[method-assign]
+    sent = FakeOutlet()
+    projector(store, policy, sent).handle(inbound(events[:25]))
+    assert reads == 0 and sent.alerts
+
+    away = FakeOutlet(failures_left=10**9)
+    with pytest.raises(TransientStoreError):
+        projector(store, policy, away, budget_s=0.05).handle(inbound(events[25:]))
+    stranded = unpublished()
+    assert stranded and away.alerts == []
+
+    later = FakeOutlet()
+    assert projector(store, policy, later).drain_outbox() == len(stranded)
+    expected = reference(events, policy)
+    assert {a.alert_id for a in sent.alerts + later.alerts} == {
+        a.alert_id for a in expected.alerts()
+    }
+    assert unpublished() == []
