@@ -120,6 +120,7 @@ def test_constraints_and_indexes_exist_and_survive_clear(
         (("Job",), ("name",)),
         (("Purpose",), ("key",)),
         (("Alert",), ("alert_id",)),
+        (("EventClaim",), ("key",)),
     } <= constraints
     indexes = {
         (r["entityType"], tuple(r["labelsOrTypes"]), tuple(r["properties"])): r["state"]
@@ -148,13 +149,20 @@ def _operators(plan: Any) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "query",
-    [cypher.FETCH, cypher.FETCH_LOCKING, cypher.WRITE, cypher.UNPUBLISHED_ALERTS],
-    ids=["fetch", "fetch-locking", "write", "outbox"],
+    [
+        cypher.FETCH,
+        cypher.FETCH_LOCKING,
+        cypher.WRITE,
+        cypher.UNPUBLISHED_ALERTS,
+        cypher.READ_CLAIMS,
+        cypher.WRITE_CLAIMS,
+    ],
+    ids=["fetch", "fetch-locking", "write", "outbox", "read-claims", "write-claims"],
 )
 def test_hot_statements_only_seek(store: Neo4jStore, driver: Driver, query: str) -> None:
     """Every read starts from a unique-constraint seek or a relationship index seek, whatever
     the statistics (e.g. right after ``clear``); no label or full scan anywhere."""
-    params = {"r": {}, "w": {}, "limit": 10}
+    params = {"r": {}, "w": {}, "limit": 10, "keys": [], "fresh": [], "read": []}
     driver.execute_query("CALL db.awaitIndexes(300)")  # an index not yet online is not planned
     operators = _operators(driver.execute_query("EXPLAIN " + query, params).summary.plan)
     names = [name for name, _ in operators]
@@ -163,7 +171,9 @@ def test_hot_statements_only_seek(store: Neo4jStore, driver: Driver, query: str)
     if query is cypher.WRITE or query.startswith(cypher.FETCH):
         seeks = " ".join(d for n, d in operators if "RelationshipIndexSeek" in n)
         assert "FLOW_RUN(" in seeks and "USE_RUN(" in seeks
-    if query is not cypher.WRITE and query is not cypher.UNPUBLISHED_ALERTS:
+    if query in (cypher.READ_CLAIMS, cypher.WRITE_CLAIMS):
+        assert any(n.startswith("NodeUniqueIndexSeek") for n in names), names
+    elif query is not cypher.WRITE and query is not cypher.UNPUBLISHED_ALERTS:
         seeks = " ".join(d for n, d in operators if "RelationshipIndexSeek" in n)
         assert "COPY_IN(dataset, since)" in seeks  # arrivals
         expands = [d for n, d in operators if n == "Expand(Into)"]
