@@ -56,6 +56,12 @@ SHAPE: LiteralString = """
 MATCH (a)-[r]->(b)
 RETURN id(a) AS a, id(b) AS b
 """
+BY_TYPE: LiteralString = """
+MATCH ()-[r]->()
+RETURN type(r) AS type, count(*) AS n ORDER BY n DESC
+"""
+#: Copies with no source: each repeats a collection (its dataset, purpose, time and event id).
+SEED_COPIES: LiteralString = "MATCH ()-[c:COPY_IN]->() WHERE c.source IS NULL RETURN count(c) AS n"
 COUNTS: LiteralString = """
 CALL () { MATCH (n) RETURN count(n) AS nodes }
 CALL () { MATCH ()-[r]->() RETURN count(r) AS relationships }
@@ -64,23 +70,58 @@ RETURN nodes, relationships
 
 
 class CountingStore(Neo4jStore):
-    """The real store, counting units of work and the statements run inside them."""
+    """The real store, counting units of work and the statements run inside them, and timing
+    where a unit's wall time goes: reads (``fetch``), writes, the commit (from the end of the
+    unit's work to ``execute_write``'s return) and the rest (the core, in this process)."""
 
     units = 0
     statements = 0
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.seconds = dict.fromkeys(("unit", "read", "write", "commit"), 0.0)
+
     def atomically(self, work: Callable[[], T]) -> T:
-        if self._current() is None:
-            self.units += 1
-        return super().atomically(work)
+        if self._current() is not None:
+            return super().atomically(work)
+        self.units += 1
+        done = 0.0
+
+        def timed() -> T:
+            nonlocal done
+            result = work()
+            done = time.perf_counter()
+            return result
+
+        started = time.perf_counter()
+        result = super().atomically(timed)
+        ended = time.perf_counter()
+        self.seconds["unit"] += ended - started
+        self.seconds["commit"] += ended - done
+        return result
 
     def _read(self, action: str, query: LiteralString, **params: Any) -> Any:
         self.statements += 1
-        return super()._read(action, query, **params)
+        started = time.perf_counter()
+        try:
+            return super()._read(action, query, **params)
+        finally:
+            self.seconds["read"] += time.perf_counter() - started
 
     def _write(self, action: str, query: LiteralString, **params: Any) -> None:
         self.statements += 1
-        super()._write(action, query, **params)
+        started = time.perf_counter()
+        try:
+            super()._write(action, query, **params)
+        finally:
+            self.seconds["write"] += time.perf_counter() - started
+
+    def breakdown(self) -> dict[str, float]:
+        """Shares of the units' wall time."""
+        unit = self.seconds["unit"] or 1.0
+        parts = {k: self.seconds[k] for k in ("read", "write", "commit")}
+        parts["core_in_this_process"] = unit - sum(parts.values())
+        return {k: round(v / unit, 3) for k, v in parts.items()}
 
 
 def _apply_all(store: GraphStore, policy: Policy, events: list[Event], batch: int) -> float:
@@ -128,10 +169,12 @@ def main() -> None:
     )
     tracker_rows = []
     graph: dict[str, int] = {}
+    by_type: dict[str, int] = {}
     shape: list[tuple[int, int]] = []
     for batch in args.batch or [500, 8_000]:
         store.clear()
         store.units = store.statements = 0
+        store.seconds = dict.fromkeys(store.seconds, 0.0)
         seconds = _apply_all(store, policy, events, batch)
         ((nodes, relationships),) = [tuple(r) for r in _query(store, COUNTS)]
         graph = {"nodes": nodes, "relationships": relationships}
@@ -145,12 +188,15 @@ def main() -> None:
             # a statement in a managed transaction is one round trip (BEGIN rides on the
             # first RUN), plus one for COMMIT
             "round_trips_per_unit": round((store.statements + store.units) / store.units, 2),
+            "unit_time_shares": store.breakdown(),
         }
         if args.embedded:
             embedded = _apply_all(SqliteStore(":memory:"), policy, events, batch)
             row["embedded_events_per_s"] = round(len(events) / embedded)
         tracker_rows.append(row)
         if not shape:
+            by_type = {r["type"]: r["n"] for r in _query(store, BY_TYPE)}
+            by_type["COPY_IN of a collection itself"] = _query(store, SEED_COPIES)[0]["n"]
             ids: dict[int, int] = {}
             for r in _query(store, SHAPE):
                 shape.append((ids.setdefault(r["a"], len(ids)), ids.setdefault(r["b"], len(ids))))
@@ -176,6 +222,9 @@ def main() -> None:
         "events": len(events),
         **graph,
         "relationships_per_event": round(graph["relationships"] / len(events), 2),
+        "relationships_per_event_by_type": {
+            kind: round(n / len(events), 2) for kind, n in by_type.items()
+        },
         "tracker": tracker_rows,
         "baseline_unwind_merge": baseline_rows,
         "baseline_best_relationships_per_s": best,
