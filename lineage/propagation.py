@@ -422,11 +422,17 @@ class PropagationPass:
             raise StoreError(f"store lost identifier node {copy.identifier}")
         evidence = [_step(c) for c in reversed(chain)]
         evidence.append(
-            EvidenceStep(kind="used", event_id=violation.event_id, at=from_micros(violation.at),
-                         dataset=copy.dataset, job=violation.job, purpose=violation.purpose)
+            EvidenceStep.model_construct(
+                kind="used", event_id=violation.event_id, at=from_micros(violation.at),
+                dataset=copy.dataset, source=None, job=violation.job, purpose=violation.purpose)
         )  # fmt: skip
-        return Alert(
+        # Built from stored facts the models already validated: constructed, not re-validated
+        # (a test checks that validating them changes nothing).
+        return Alert.model_construct(
+            schema_version=1,
             alert_id=aid,
+            revision=0,
+            status="active",
             rule=violation.rule.id,
             severity=violation.rule.severity,
             identifier=copy.identifier,
@@ -444,8 +450,11 @@ class PropagationPass:
 
 
 def _step(copy: Copy) -> EvidenceStep:
+    at = from_micros(copy.since)
     if copy.source is None:
-        return EvidenceStep(kind="collected", event_id=copy.event_id, at=from_micros(copy.since),
-                            dataset=copy.dataset, purpose=copy.origin.purpose)  # fmt: skip
-    return EvidenceStep(kind="flowed", event_id=copy.event_id, at=from_micros(copy.since),
-                        dataset=copy.dataset, source=copy.source, job=copy.job)  # fmt: skip
+        return EvidenceStep.model_construct(
+            kind="collected", event_id=copy.event_id, at=at, dataset=copy.dataset, source=None,
+            job=None, purpose=copy.origin.purpose)  # fmt: skip
+    return EvidenceStep.model_construct(
+        kind="flowed", event_id=copy.event_id, at=at, dataset=copy.dataset, source=copy.source,
+        job=copy.job, purpose=None)  # fmt: skip

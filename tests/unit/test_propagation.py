@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from graph.sqlite_store import SqliteStore
+from lineage.identifiers import Pseudonymizer
+from lineage.inbound import InboundParser
 from lineage.model import Copy
 from lineage.policy import Policy
 from lineage.ports import Request
+from lineage.reference_case import generate
 from lineage.tracker import Tracker
 from tests import factories as f
+from tests.conftest import TEST_KEY
 
 
 def _tracker(policy: Policy) -> Tracker:
@@ -160,3 +166,20 @@ def test_non_security_origins_never_alert(policy: Policy) -> None:
         )
         == []
     )
+
+
+def test_alerts_built_without_validation_validate_to_themselves(policy: Policy) -> None:
+    """Propagation constructs alerts and their evidence without pydantic's validation (they
+    come from stored facts): validating each one again, and reading its JSON back, must give
+    the very same alert, with every field set."""
+    parser = InboundParser(Pseudonymizer(TEST_KEY))
+    events = [parser.parse_record(r, datetime.now(UTC)) for r in generate(users=40).records]
+    alerts = _tracker(policy).apply(events)
+    assert alerts
+    for alert in alerts:
+        again = type(alert).model_validate(alert.model_dump())
+        assert again == alert
+        assert type(alert).model_validate_json(alert.model_dump_json()) == alert
+        assert alert.model_fields_set == set(type(alert).model_fields)
+        for step in alert.evidence:
+            assert step.model_fields_set == set(type(step).model_fields)
