@@ -27,7 +27,9 @@ Alerts leave through the store's outbox: stored with the graph change, sent (fro
 right after the units of the batch), acked by Kafka, then marked published. A crash or a stop
 between the store and the mark leaves them in the outbox, which the worker reads and sends
 when it starts again (consumers key on alert_id: a re-send is a duplicate, never a loss).
-Invalid input goes to the dead-letter topic with its original bytes and the worker goes on.
+Invalid input goes to the dead-letter topic with its original bytes and the worker goes on;
+so does a message reusing an event id that other content owns (:mod:`lineage.event_identity`:
+the claim is part of the unit, so a redelivered batch decides the same way).
 A first SIGTERM/SIGINT lets the batch in hand finish (applied, published, committed) and then
 stops; a second one stops at once, committing nothing more.
 """
