@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import statistics
 import subprocess
@@ -77,12 +78,16 @@ class Arrivals:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        self._ready.wait(30)
+        if not self._ready.wait(30):
+            self.close()
+            raise RuntimeError(f"no partition of {topic} assigned within 30 s")
 
     def _run(self) -> None:
         while not self._stop.is_set():
             polled = self._consumer.poll(timeout_ms=100)
-            if self._consumer.assignment():
+            if not self._ready.is_set() and self._consumer.assignment():
+                for tp in self._consumer.assignment():
+                    self._consumer.position(tp)  # resolve "latest" now, before any probe
                 self._ready.set()
             now = time.perf_counter()
             for records in polled.values():
@@ -130,6 +135,27 @@ def _measure(
     return samples
 
 
+def _create_topics(bootstrap: str, names: list[str]) -> None:
+    """Every topic exists before anything subscribes to it: a consumer of a topic created
+    later (by the first record produced to it) is assigned it late and, reading from the
+    latest offset, can miss that first record."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics({name: {"num_partitions": 4} for name in names},
+                            raise_errors=False, wait_for_metadata=False)  # fmt: skip
+        admin.wait_for_topics(names, timeout_ms=30_000)
+    finally:
+        admin.close()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+    line = process.stdout.readline() if ready else b""
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the relay did not get its partitions (exit code {process.poll()})")
+
+
 def relay(bootstrap: str, topic_in: str, topic_out: str) -> None:
     """The baseline process: every record of ``topic_in`` produced to ``topic_out``."""
     consumer = KafkaConsumer(topic_in, bootstrap_servers=bootstrap, group_id=f"relay-{topic_in}",
@@ -137,8 +163,13 @@ def relay(bootstrap: str, topic_in: str, topic_out: str) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    pending = consumer.poll(timeout_ms=100)
+    while not consumer.assignment():  # the group's first rebalance takes a few seconds
+        pending = consumer.poll(timeout_ms=100)
+    print("ready", flush=True)  # the harness sends its first probe only now
     while not stop.is_set():
-        for records in consumer.poll(timeout_ms=100).values():
+        polled, pending = pending or consumer.poll(timeout_ms=100), {}
+        for records in polled.values():
             for record in records:
                 producer.send(topic_out, key=record.key, value=record.value)
             producer.flush()
@@ -175,6 +206,7 @@ def main() -> None:
     topics = {"events": f"bench.lat.{stamp}.events", "alerts": f"bench.lat.{stamp}.alerts",
               "dead": f"bench.lat.{stamp}.deadletter", "relay_in": f"bench.lat.{stamp}.relay.in",
               "relay_out": f"bench.lat.{stamp}.relay.out"}  # fmt: skip
+    _create_topics(bootstrap, list(topics.values()))
     store = Neo4jStore(
         os.environ["LINEAGE_NEO4J_URI"],
         os.environ.get("LINEAGE_NEO4J_USER", "neo4j"),
@@ -191,10 +223,11 @@ def main() -> None:
         # the relay first, then the worker: each measured alone, idle
         relay_process = subprocess.Popen(
             [sys.executable, "-m", "bench.alert_latency", "--relay", topics["relay_in"],
-             topics["relay_out"]], cwd=ROOT, env=env,
+             topics["relay_out"]], cwd=ROOT, env=env, stdout=subprocess.PIPE,
         )  # fmt: skip
         out = Arrivals(bootstrap, topics["relay_out"], _ref_of_event)
         try:
+            _wait_ready(relay_process)
             samples = _measure(bootstrap, topics["relay_in"], out, probes[:total], args.gap,
                                args.warmup)  # fmt: skip
             result["relay"] = _percentiles(samples)

@@ -93,6 +93,25 @@ class _Thread(threading.Thread):
             self.done.set()
 
 
+def _second_waits(
+    held: HeldStore, first: Callable[[], object], second: Callable[[], object]
+) -> bool:
+    """Run ``first`` (a unit on ``held``) until it is held open, then ``second`` on another
+    store; release the first after the race window. Whether the second had to wait."""
+    one = _Thread(first)
+    one.start()
+    assert held.reached.wait(WAIT_S), "the first unit never ran"
+    two = _Thread(second)
+    two.start()
+    waited = not two.done.wait(RACE_WINDOW_S)
+    held.release.set()
+    for thread in (one, two):
+        assert thread.done.wait(WAIT_S), "a unit of work hung"
+        if thread.error is not None:
+            raise thread.error
+    return waited
+
+
 #: Neo4j locks both ends when it creates a relationship, but a *dense* node (over 50
 #: relationships, db.relationship_grouping_threshold) only in shared mode: the fillers make
 #: ads:m dense, as any real dataset is, so only the store's own locks can serialize the race.
@@ -121,17 +140,11 @@ def _race(
     held = HeldStore(*credentials)
     other = Neo4jStore(*credentials)
     try:
-        one = _Thread(lambda: Tracker(held, policy).apply([first]))
-        one.start()
-        assert held.reached.wait(WAIT_S), "the first unit never ran"
-        two = _Thread(lambda: Tracker(other, policy).apply([second]))
-        two.start()
-        waited = not two.done.wait(RACE_WINDOW_S)
-        held.release.set()
-        for thread in (one, two):
-            assert thread.done.wait(WAIT_S), "a unit of work hung"
-            if thread.error is not None:
-                raise thread.error
+        waited = _second_waits(
+            held,
+            lambda: Tracker(held, policy).apply([first]),
+            lambda: Tracker(other, policy).apply([second]),
+        )
         alerted = {a.identifier for a in other.alerts()}
     finally:
         held.release.set()
@@ -307,17 +320,9 @@ def test_two_workers_applying_one_event_id_with_other_content_keep_the_first(
         def claim(name: str, store: Neo4jStore, event: Event) -> None:
             results[name] = Tracker(store, policy).apply_claimed([(event, claims_of(event))]).reused
 
-        one = _Thread(lambda: claim("first", held, first))
-        one.start()
-        assert held.reached.wait(WAIT_S), "the first unit never ran"
-        two = _Thread(lambda: claim("second", other, second))
-        two.start()
-        waited = not two.done.wait(RACE_WINDOW_S)
-        held.release.set()
-        for thread in (one, two):
-            assert thread.done.wait(WAIT_S), "a unit of work hung"
-            if thread.error is not None:
-                raise thread.error
+        waited = _second_waits(
+            held, lambda: claim("first", held, first), lambda: claim("second", other, second)
+        )
         assert results == {"first": [], "second": [0]}
         assert waited, "the second unit did not wait for the first one's claim"
         collections = other.snapshot().collections
