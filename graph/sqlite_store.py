@@ -410,7 +410,6 @@ class SqliteStore:
             state.previous[key] = previous[0]
         return state  # fmt: skip
 
-    # -- the port: writes --------------------------------------------------------------
     # -- the port: event identity (a unit holds SQLite's one write lock: nothing to lock) -----
     def read_claims(self, keys: Sequence[str]) -> dict[str, str]:
         rows = self._keyed(
@@ -423,6 +422,7 @@ class SqliteStore:
             "INSERT INTO claims (key, digest) VALUES (?, ?)", [(c.key, c.digest) for c in fresh]
         )
 
+    # -- the port: writes --------------------------------------------------------------
     def write(self, writes: Writes) -> None:
         db = self._db
         try:
