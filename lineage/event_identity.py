@@ -53,6 +53,10 @@ class Part:
             raise InvalidEventError(f"lineage-part header: expected 1 <= i <= n <= {MAX_PARTS}")
         return cls(index, count)
 
+    def header(self) -> bytes:
+        """The ``lineage-part`` header's value, as ``parse`` reads it."""
+        return f"{self.index}/{self.count}".encode()
+
 
 @dataclass(frozen=True)
 class Claim:

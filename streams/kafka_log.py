@@ -18,6 +18,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetSpec, To
 from kafka.errors import KafkaError, NoError
 
 from lineage.errors import StoreError
+from lineage.event_identity import Part
 from lineage.events import DataFlowed, DataUsed, Event, dump_event
 from runtime.settings import Settings
 from streams.log import Appended
@@ -94,6 +95,15 @@ def fit_message(event: Event, limit: int | None = None) -> list[bytes]:
         for identifiers in (listed[:half], listed[half:])
         for part in fit_message(event.model_copy(update={"identifiers": identifiers}), limit)
     ]
+
+
+def event_messages(event: Event, limit: int | None = None) -> list[tuple[bytes, Part | None]]:
+    """``fit_message``'s bodies, each with its part (header ``lineage-part``) when the event
+    is split, ``None`` when it travels whole."""
+    bodies = fit_message(event, limit)
+    if len(bodies) == 1:
+        return [(bodies[0], None)]
+    return [(body, Part(n, len(bodies))) for n, body in enumerate(bodies, start=1)]
 
 
 def ensure_topics(settings: Settings) -> None:
@@ -209,18 +219,14 @@ class KafkaEventLog:
 
     def append(self, events: Sequence[Event]) -> Appended:
         # Every event is sized (and split) before anything of the batch is sent.
-        messages = [(event, fit_message(event)) for event in events]
+        messages = [(event, event_messages(event)) for event in events]
         futures = []
         try:
             for event, parts in messages:
                 key = partition_key(event)
-                for number, body in enumerate(parts, start=1):
-                    headers = [(PART_HEADER, f"{number}/{len(parts)}".encode())]
-                    futures.append(
-                        self._send(
-                            self._events_topic, body, key, headers if len(parts) > 1 else None
-                        )
-                    )
+                for body, part in parts:
+                    headers = None if part is None else [(PART_HEADER, part.header())]
+                    futures.append(self._send(self._events_topic, body, key, headers))
         finally:
             self._unsettled += futures
         self._wait(futures, "append to the event log")

@@ -24,7 +24,7 @@ from lineage.reference_case import generate
 from lineage.tracker import Tracker
 from runtime.service import LineageService
 from runtime.settings import Settings
-from streams.kafka_log import fit_message
+from streams.kafka_log import event_messages
 from streams.projector import Inbound, Projector, Retry, consume
 from streams.topics import PART_HEADER
 from tests.conftest import TEST_KEY
@@ -43,10 +43,9 @@ def messages(events: Sequence[Event], limit: int | None = None) -> list[Inbound]
     """What ``KafkaEventLog.append`` sends: each event whole, or in parts with the header."""
     out: list[Inbound] = []
     for event in events:
-        parts = fit_message(event, limit)
-        for number, body in enumerate(parts, start=1):
-            part = f"{number}/{len(parts)}".encode() if len(parts) > 1 else None
-            out.append(Inbound(body, f"events:0:{len(out)}", event.event_id.encode(), part))
+        for body, part in event_messages(event, limit):
+            header = None if part is None else part.header()
+            out.append(Inbound(body, f"events:0:{len(out)}", event.event_id.encode(), header))
     return out
 
 
@@ -82,6 +81,7 @@ def a_flow_with_identifiers(events: Sequence[Event]) -> DataFlowed:
 
 def test_the_part_header_is_bounded_and_never_echoed() -> None:
     assert Part.parse(b"2/3") == Part(2, 3)
+    assert Part.parse(Part(2, 3).header()) == Part(2, 3)
     for bad in (b"0/3", b"4/3", b"1/5000", b"a/b", b"1/2 ", "1/\u0663".encode(), b"\xff/1"):
         with pytest.raises(InvalidEventError) as error:
             Part.parse(bad)
