@@ -541,7 +541,7 @@ CALL () {
   SET c.digest = row[1]
 }
 CALL () {
-  UNWIND $read AS key
+  UNWIND $absent AS key
   MATCH (c:EventClaim {key: key})
   WHERE c.digest IS NULL
   DELETE c

@@ -578,11 +578,13 @@ class Neo4jStore:
         records = self._read("reading event claims", cypher.READ_CLAIMS, keys=list(keys))
         return {r["key"]: r["digest"] for r in records if r["digest"] is not None}
 
-    def write_claims(self, fresh: Sequence[Claim], read: Sequence[str]) -> None:
-        if not read:
+    def write_claims(self, fresh: Sequence[Claim], absent: Sequence[str]) -> None:
+        """Fills the empty claims ``read_claims`` created for ``absent`` keys, drops the rest;
+        nothing to do for a redelivered batch (no key absent)."""
+        if not absent:
             return
         rows = [[c.key, c.digest] for c in fresh]
-        self._write("writing event claims", cypher.WRITE_CLAIMS, fresh=rows, read=list(read))
+        self._write("writing event claims", cypher.WRITE_CLAIMS, fresh=rows, absent=list(absent))
 
     # -- the port: write -------------------------------------------------------------------
     def write(self, writes: Writes) -> None:

@@ -417,7 +417,7 @@ class SqliteStore:
         )
         return {key: value for key, value in rows}
 
-    def write_claims(self, fresh: Sequence[Claim], read: Sequence[str]) -> None:
+    def write_claims(self, fresh: Sequence[Claim], absent: Sequence[str]) -> None:
         self._db.executemany(
             "INSERT INTO claims (key, digest) VALUES (?, ?)", [(c.key, c.digest) for c in fresh]
         )

@@ -112,5 +112,6 @@ class LineageStore(Protocol):
     def read_claims(self, keys: Sequence[str]) -> dict[str, str]:
         """Inside a unit: the stored digest of each key that has one, the keys locked."""
 
-    def write_claims(self, fresh: Sequence[Claim], read: Sequence[str]) -> None:
-        """Inside the unit that read ``read``: store ``fresh`` (a subset of those keys)."""
+    def write_claims(self, fresh: Sequence[Claim], absent: Sequence[str]) -> None:
+        """Inside the unit whose ``read_claims`` found no digest for ``absent``: store
+        ``fresh`` (a subset of those keys); the others stay unclaimed."""

@@ -65,10 +65,11 @@ class Tracker:
 
         def unit() -> Claimed:
             keys = list(dict.fromkeys(c.key for _, claims in messages for c in claims))
-            decision = decide([claims for _, claims in messages], self.store.read_claims(keys))
+            stored = self.store.read_claims(keys)
+            decision = decide([claims for _, claims in messages], stored)
             kept = [event for (event, _), ok in zip(messages, decision.accepted, strict=True) if ok]
             alerts = self._apply([m for event in kept for m in project(event)])
-            self.store.write_claims(decision.fresh, keys)
+            self.store.write_claims(decision.fresh, [k for k in keys if k not in stored])
             reused = [i for i, ok in enumerate(decision.accepted) if not ok]
             return Claimed(alerts, reused)
 

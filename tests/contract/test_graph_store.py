@@ -282,7 +282,7 @@ def test_event_claims_are_kept_and_keys_read_but_not_owned_leave_no_trace(
     def claim(keys: list[str], fresh: list[Claim]) -> dict[str, str]:
         def unit() -> dict[str, str]:
             stored = store.read_claims(keys)
-            store.write_claims(fresh, keys)
+            store.write_claims(fresh, [k for k in keys if k not in stored])
             return stored
 
         return store.atomically(unit)

@@ -162,7 +162,7 @@ def _operators(plan: Any) -> list[tuple[str, str]]:
 def test_hot_statements_only_seek(store: Neo4jStore, driver: Driver, query: str) -> None:
     """Every read starts from a unique-constraint seek or a relationship index seek, whatever
     the statistics (e.g. right after ``clear``); no label or full scan anywhere."""
-    params = {"r": {}, "w": {}, "limit": 10, "keys": [], "fresh": [], "read": []}
+    params = {"r": {}, "w": {}, "limit": 10, "keys": [], "fresh": [], "absent": []}
     driver.execute_query("CALL db.awaitIndexes(300)")  # an index not yet online is not planned
     operators = _operators(driver.execute_query("EXPLAIN " + query, params).summary.plan)
     names = [name for name, _ in operators]
