@@ -163,17 +163,20 @@ def relay(bootstrap: str, topic_in: str, topic_out: str) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    pending = consumer.poll(timeout_ms=100)
-    while not consumer.assignment():  # the group's first rebalance takes a few seconds
-        pending = consumer.poll(timeout_ms=100)
-    print("ready", flush=True)  # the harness sends its first probe only now
-    while not stop.is_set():
-        polled, pending = pending or consumer.poll(timeout_ms=100), {}
+
+    def forward(polled: dict[Any, list[Any]]) -> None:
         for records in polled.values():
             for record in records:
                 producer.send(topic_out, key=record.key, value=record.value)
             producer.flush()
             consumer.commit()
+
+    forward(consumer.poll(timeout_ms=100))
+    while not consumer.assignment():  # the group's first rebalance takes a few seconds
+        forward(consumer.poll(timeout_ms=100))
+    print("ready", flush=True)  # the harness sends its first probe only now
+    while not stop.is_set():
+        forward(consumer.poll(timeout_ms=100))
     producer.close()
     consumer.close()
 
