@@ -20,6 +20,12 @@ from runtime.wiring import default_policy, default_taxonomy
 TEST_KEY = b"test-key-0123456789abcdef-not-secret"
 
 
+def without_lineage_settings() -> dict[str, str]:
+    """This process's environment with no ``LINEAGE_*`` variable: a subprocess given it runs
+    in embedded mode with defaults, whatever the shell exported (services' settings included)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+
+
 def require_service(variable: str) -> str:
     value = os.environ.get(variable)
     if value:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
+from tests.conftest import require_service, without_lineage_settings
 from tests.fuzz.corpus import EMAIL, PHONE, check_reason, corpus, good_records, line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ BLANK: tuple[tuple[str, bytes | None, bytes], ...] = (
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    env = without_lineage_settings()
     return env | {"LINEAGE_KEY": KEY} | extra
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from lineage.identifiers import Pseudonymizer
 from lineage.inbound import MAX_DEPTH, MAX_LINE_BYTES, InboundParser
 from runtime.service import LineageService
 from runtime.settings import Settings
+from tests.conftest import without_lineage_settings
 from tests.fuzz.corpus import (
     ANY_TEXT,
     BLANK_LINES,
@@ -199,7 +199,7 @@ CLI_CASES = (
 
 
 def _cli(home: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    env = without_lineage_settings()
     env |= {"LINEAGE_HOME": str(home), "LINEAGE_KEY": KEY}
     return subprocess.run(
         [sys.executable, "-m", "cli.main", *args],

@@ -37,7 +37,7 @@ from lineage.tracker import Tracker
 from runtime.settings import Settings
 from streams.consumer_group import projector_group_id
 from streams.kafka_log import KafkaEventLog
-from tests.conftest import TEST_KEY, require_service
+from tests.conftest import TEST_KEY, require_service, without_lineage_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = [sys.executable, "-m", "cli.main", "worker", "--loglevel", "warn"]
@@ -225,7 +225,7 @@ def open_pipeline(services: Services, tmp_path: Path) -> Iterator[Pipeline]:
         home=tmp_path / "home",
     )
     # the worker and CLI subprocesses get the same settings, the way an operator sets them
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    env = without_lineage_settings()
     env |= {
         f"LINEAGE_{name.upper()}": _env_value(value)
         for name, value in settings.model_dump(exclude_none=True).items()

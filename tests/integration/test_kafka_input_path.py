@@ -35,7 +35,7 @@ from streams.topics import (
     REASON_HEADER,
     TRUNCATED_HEADER,
 )
-from tests.conftest import TEST_KEY, require_service
+from tests.conftest import TEST_KEY, require_service, without_lineage_settings
 from tests.integration.test_svc_start import (
     ROOT,
     SVC,
@@ -68,7 +68,7 @@ def record(n: int, **extra: Any) -> str:
 def cli_env(bootstrap: str, run: str, tmp_path: Path) -> dict[str, str]:
     """The CLI's settings as an operator sets them: its own topics, the shared Neo4j (the
     Kafka-mode service opens it, the producer writes nothing there)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    env = without_lineage_settings()
     return env | {
         "LINEAGE_KAFKA_BOOTSTRAP": bootstrap,
         "LINEAGE_EVENTS_TOPIC": f"{run}.events",
@@ -264,7 +264,7 @@ class PrivateBroker:
         broker, controller, bolt = free_ports(3)
         self.state = state
         self.bootstrap = f"127.0.0.1:{broker}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+        self.env = without_lineage_settings()
         if "LINEAGE_SERVICES_CACHE" in os.environ:
             self.env["LINEAGE_SERVICES_CACHE"] = os.environ["LINEAGE_SERVICES_CACHE"]
         self.env |= {

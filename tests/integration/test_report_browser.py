@@ -9,7 +9,6 @@ reference case with the violating use marked.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from lineage.reference_case import (
     generate,
 )
 from tests.browser import read_png, render
+from tests.conftest import without_lineage_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = 300
@@ -40,7 +40,7 @@ WIDTH, HEIGHT = 1600, 2400
 
 def lineage(home: Path, *args: str) -> str:
     """The CLI as a user runs it, in embedded mode whatever the shell has set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    env = without_lineage_settings()
     env["LINEAGE_HOME"] = str(home)
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", *args],

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import without_lineage_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 SVC = ROOT / "services" / "svc"
 LIB = ROOT / "services" / "lib.sh"
@@ -67,7 +69,7 @@ def require_installed_kafka() -> None:
 
 def svc_env(state: Path, path_prefix: Path | None = None) -> dict[str, str]:
     broker, controller, bolt = free_ports(3)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    env = without_lineage_settings()
     if "LINEAGE_SERVICES_CACHE" in os.environ:
         env["LINEAGE_SERVICES_CACHE"] = os.environ["LINEAGE_SERVICES_CACHE"]
     env |= {

@@ -6,12 +6,13 @@ Not timed: the tests look at which modules a fresh interpreter loaded, which is 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import without_lineage_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = ("neo4j", "faust", "mode", "kafka", "aiokafka", "networkx")
@@ -38,7 +39,7 @@ def _imported(args: list[str], env: dict[str, str] | None = None) -> set[str]:
         text=True,
         timeout=120,
         env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")},
+            **without_lineage_settings(),
             **(env or {}),
         },
     )

@@ -4,7 +4,6 @@ arguments that are not UTF-8 are refused in one line, never with a traceback."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from cli.main import app
+from tests.conftest import without_lineage_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "+1 415 555 0100"
@@ -141,7 +141,7 @@ def test_emit_dash_rejects_a_deeply_nested_record(cli: CliRunner) -> None:
 
 def test_real_process_with_non_utf8_argv_bytes(home: Path) -> None:
     """End to end: the bytes really come from argv, not from a str the test made up."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    env = without_lineage_settings()
     env.update(LINEAGE_HOME=str(home), LC_ALL="C.UTF-8", PYTHONPATH=str(ROOT))
     for args, code, message in (
         ([b"emit", b'{"type": "\xff"}'], 1, b"not valid JSON: not UTF-8"),

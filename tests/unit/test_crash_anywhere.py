@@ -43,6 +43,7 @@ import pytest
 
 from runtime.faults import POINTS
 from tests import crash_histories as histories
+from tests.conftest import without_lineage_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # Read at import: the unit-test autouse fixture removes LINEAGE_* variables before each test.
@@ -57,7 +58,7 @@ Alerts = list[dict[str, Any]]
 
 # -- running the CLI --------------------------------------------------------------------------
 def cli_env(home: Path, batch: int | None = None, fault: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    env = without_lineage_settings()
     env.update(
         LINEAGE_HOME=str(home),
         LINEAGE_KEY=KEY,  # the same refs in every home, so alerts compare across homes

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from lineage.reference_case import generate
 from runtime import parse_ahead as ahead
 from runtime.service import LineageService
 from runtime.settings import Settings
+from tests.conftest import without_lineage_settings
 
 KEY = "parse-ahead-test-key-0123456789"
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +127,7 @@ def _alive(pid: int) -> bool:
 def test_a_killed_ingest_leaves_no_helper_behind(tmp_path: Path, case_lines: list[str]) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(case_lines * 20) + "\n")  # many blocks: the helper starts
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    env = without_lineage_settings()
     env |= {"LINEAGE_HOME": str(tmp_path / "home"), "LINEAGE_KEY": KEY}
     ingest = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "ingest", str(source), "--json"],
