@@ -27,7 +27,13 @@ import org.neo4j.logging.log4j.Log4jLogProvider;
  * {@code RETURN 1} the launcher prints a line "READY bolt://127.0.0.1:port"
  * on stdout; SIGTERM shuts the database down cleanly through a shutdown hook.
  *
- * Optional environment: NEO4J_PAGECACHE_MB (default 256).
+ * Transaction logs are kept up to NEO4J_TX_LOG_RETENTION (default "256M
+ * size"; pruned at checkpoints) instead of Neo4j's "2 days": these are
+ * development and test servers, the event log is Kafka, and a day of
+ * benchmarks left 9.7 GB of logs under the default.
+ *
+ * Optional environment: NEO4J_PAGECACHE_MB (default 256),
+ * NEO4J_TX_LOG_RETENTION (a db.tx_log.rotation.retention_policy value).
  */
 public final class LineageNeo4j {
     private static final String HOST = "127.0.0.1";
@@ -47,6 +53,7 @@ public final class LineageNeo4j {
             System.exit(2);
         }
         long pageCacheMb = Long.parseLong(envOr("NEO4J_PAGECACHE_MB", "256"));
+        String txLogRetention = envOr("NEO4J_TX_LOG_RETENTION", "256M size");
         Files.createDirectories(home);
 
         long t0 = System.nanoTime();
@@ -63,7 +70,8 @@ public final class LineageNeo4j {
                             HttpConnector.enabled, false,
                             HttpsConnector.enabled, false,
                             GraphDatabaseSettings.udc_enabled, false,
-                            GraphDatabaseSettings.pagecache_memory, pageCacheMb * 1024 * 1024))
+                            GraphDatabaseSettings.pagecache_memory, pageCacheMb * 1024 * 1024,
+                            GraphDatabaseSettings.keep_logical_logs, txLogRetention))
                     .build();
         } catch (Throwable e) {
             e.printStackTrace();
