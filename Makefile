@@ -36,6 +36,7 @@ bench: install
 	$(EMBEDDED) $(VENV)/bin/python -m bench.propagation --users 20000 --users 200000
 	$(EMBEDDED) $(VENV)/bin/python -m bench.as_of --users 20000 --users 100000
 	$(VENV)/bin/python -m bench.neo4j_tracker --users 20000 --batch 500 --batch 8000
+	$(VENV)/bin/python -m bench.neo4j_mirror --users 20000 --batch 8000
 	$(VENV)/bin/python -m bench.neo4j_worker --users 20000 --workers 1 --workers 2
 	$(VENV)/bin/python -m bench.alert_latency --probes 200
 
@@ -46,6 +47,7 @@ bench-smoke: install
 	$(EMBEDDED) $(VENV)/bin/python -m bench.scale --users 2000
 	$(EMBEDDED) $(VENV)/bin/python -m bench.as_of --users 2000 --repeat 1
 	$(VENV)/bin/python -m bench.neo4j_tracker --users 200 --batch 100
+	$(VENV)/bin/python -m bench.neo4j_mirror --users 200 --batch 100
 	$(VENV)/bin/python -m bench.neo4j_worker --users 200 --workers 1 --workers 2
 	$(VENV)/bin/python -m bench.alert_latency --probes 5 --warmup 2 --gap 0.05
 
