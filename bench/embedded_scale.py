@@ -6,7 +6,9 @@ nothing) runs ``lineage ingest`` on the same file in a fresh
 home, then ``lineage trace`` and ``lineage report``, as subprocesses: wall time, events/s and
 the child's peak RSS (``wait4``). Beside them, in the same run, a plain SQLite append + fsync
 loop writes the same lines in the same batches (the floor any durable embedded log pays), and
-the parse alone (parse + normalize + HMAC, one process, nothing stored) runs over them.
+the parse alone (parse + normalize + HMAC, one process, nothing stored) runs over them, and
+after each ingest its whole database is written again with plain inserts (the ceiling of this
+log and projection: ``same_home_plainly_events_per_s``).
 
     python -m bench.embedded_scale --users 850000 --old 0386860
 """
