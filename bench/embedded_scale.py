@@ -222,28 +222,58 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _measure(tree: Path, lines: Path, events: int, email: str, work: Path) -> dict[str, Any]:
+def _log_floor(home: Path) -> float:
+    """Events/s of reading every event back from a home's log and parsing it, nothing applied:
+    what a replay does before the tracker."""
+    from lineage.events import parse_event
+
+    db = sqlite3.connect(home / "events.db")
+    started = time.perf_counter()
+    events = 0
+    for (body,) in db.execute("SELECT body FROM events ORDER BY seq"):
+        parse_event(body)
+        events += 1
+    elapsed = time.perf_counter() - started
+    db.close()
+    return events / elapsed
+
+
+def _measure(
+    tree: Path, lines: Path, events: int, email: str, work: Path, ceilings: bool
+) -> dict[str, Any]:
+    """``ceilings``: also this tree's plain-write and log-read floors (its home is one SQLite
+    database holding the log and the projection)."""
     home = work / "home"
     ingest_s, ingest_rss, ingested, ingest_hwm = _run(tree, home, ["ingest", str(lines), "--json"])
-    plain_s = _same_home_plainly(home, work, events)
+    plain_s = _same_home_plainly(home, work, events) if ceilings else None
     trace_s = min(_run(tree, home, ["trace", email, "--json"])[0] for _ in range(3))
     report_s, _, report, _ = _run(tree, home, ["report", "--json"])
+    replay_s, _, replayed, _ = _run(tree, home, ["replay", "--json"])
+    log_floor = _log_floor(home) if ceilings else None
     size = sum(p.stat().st_size for p in home.iterdir() if p.is_file())
     shutil.rmtree(home)
-    return {
+    affected = json.loads(report)["affected_subjects"]
+    result: dict[str, Any] = {
         "ingest_s": round(ingest_s, 1),
         "events_per_s": round(events / ingest_s),
-        # the same database written plainly (_same_home_plainly), as events/s
-        "same_home_plainly_events_per_s": round(events / plain_s),
-        "vs_same_home_plainly": round(plain_s / ingest_s, 3),
         "ingest_peak_rss_mib": round(ingest_rss / 2**20),
         "ingest_vmhwm_sampled_mib": ingest_hwm,  # main process + parse-ahead helper
         "trace_s": round(trace_s, 2),
         "report_s": round(report_s, 2),
+        "replay_s": round(replay_s, 1),
+        "replay_events_per_s": round(events / replay_s),
+        "replay_same_people": json.loads(replayed)["affected_subjects"] == affected,
         "home_mib": round(size / 2**20),
         "rejected_lines": len(json.loads(ingested)["rejected"]),
-        "affected_people": json.loads(report)["affected_subjects"],
+        "affected_people": affected,
     }
+    if plain_s is not None and log_floor is not None:
+        # the same database written plainly (_same_home_plainly), as events/s
+        result["same_home_plainly_events_per_s"] = round(events / plain_s)
+        result["vs_same_home_plainly"] = round(plain_s / ingest_s, 3)
+        result["log_read_and_parse_events_per_s"] = round(log_floor)
+        result["replay_vs_log_floor"] = round(events / replay_s / log_floor, 2)
+    return result
 
 
 def main() -> None:
@@ -287,7 +317,9 @@ def main() -> None:
                     capture_output=True,
                 )
             for name, tree in trees.items():
-                result[name] = _measure(tree, lines, events, email, work)
+                result[name] = _measure(tree, lines, events, email, work, name == "new")
+                if name == "new" and not result[name]["replay_same_people"]:
+                    raise SystemExit("replaying the log gave other people than the ingest")
                 result[name]["vs_raw_sqlite"] = round(
                     result[name]["events_per_s"] / result["raw_sqlite_rows_per_s"], 3
                 )
