@@ -413,13 +413,13 @@ def replay(
         result = service.replay(
             observed_since, observed_until, progress=lambda n: bar.advance(task, n)
         )
-        summary = service.report()
+    summary = result.summary
     if as_json:
         print(
             json.dumps(
                 {
                     "events": result.events,
-                    "alerts": len(result.alerts),
+                    "alerts": summary.alerts,
                     "affected_subjects": summary.affected_subjects,
                 },
                 indent=2,
@@ -427,7 +427,7 @@ def replay(
         )
     else:
         console.print(
-            f"Replayed {result.events} events: {len(result.alerts)} alert(s), "
+            f"Replayed {result.events} events: {summary.alerts} alert(s), "
             f"{summary.affected_subjects} affected people."
         )
 

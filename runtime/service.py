@@ -65,7 +65,7 @@ class IngestReport:
 @dataclass
 class ReplayReport:
     events: int
-    alerts: list[Alert]
+    summary: ViolationReport  # the graph's violations after the replay (counted, not loaded)
 
 
 def open_store(settings: Settings) -> GraphStore:
@@ -371,7 +371,7 @@ class LineageService:
         since, until = _utc(observed_since), _utc(observed_until)
         events = self.home.replay(self.tracker, batching.EVENTS, since, until, progress)
         self.publish()
-        return ReplayReport(events, self.store.alerts())
+        return ReplayReport(events, self.report())
 
     def close(self) -> None:
         try:
