@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from graph.neo4j_store import Neo4jStore
@@ -64,31 +64,41 @@ def _probe(index: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _assigned(bootstrap: str, topic: str, reset: str, timeout_s: float = 30.0) -> KafkaConsumer:
+    """A consumer holding every partition of ``topic`` (no group: a group's join can settle on
+    an empty assignment when the topic's metadata reaches it late, and then waits minutes for
+    the next metadata refresh), its start offsets resolved before it returns, so no record
+    produced afterwards is missed."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset=reset,
+                             enable_auto_commit=False)  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while not (partitions := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise RuntimeError(f"no partition of {topic} known within {timeout_s:.0f} s")
+        consumer.topics()  # a metadata request
+        time.sleep(0.1)
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    for tp in assigned:
+        consumer.position(tp)
+    return consumer
+
+
 class Arrivals:
     """A consumer thread noting when each awaited key first shows up on a topic."""
 
     def __init__(self, bootstrap: str, topic: str, key_of: Any) -> None:
-        self._consumer = KafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
-            enable_auto_commit=False,
-        )  # fmt: skip
+        self._consumer = _assigned(bootstrap, topic, "latest")
         self._key_of = key_of
         self.seen: dict[str, float] = {}
         self._stop = threading.Event()
-        self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        if not self._ready.wait(30):
-            self.close()
-            raise RuntimeError(f"no partition of {topic} assigned within 30 s")
 
     def _run(self) -> None:
         while not self._stop.is_set():
             polled = self._consumer.poll(timeout_ms=100)
-            if not self._ready.is_set() and self._consumer.assignment():
-                for tp in self._consumer.assignment():
-                    self._consumer.position(tp)  # resolve "latest" now, before any probe
-                self._ready.set()
             now = time.perf_counter()
             for records in polled.values():
                 for record in records:
@@ -153,30 +163,21 @@ def _wait_ready(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> No
     ready, _, _ = select.select([process.stdout], [], [], timeout_s)
     line = process.stdout.readline() if ready else b""
     if line.strip() != b"ready":
-        raise RuntimeError(f"the relay did not get its partitions (exit code {process.poll()})")
+        raise RuntimeError(f"the relay did not get ready (exit code {process.poll()})")
 
 
 def relay(bootstrap: str, topic_in: str, topic_out: str) -> None:
     """The baseline process: every record of ``topic_in`` produced to ``topic_out``."""
-    consumer = KafkaConsumer(topic_in, bootstrap_servers=bootstrap, group_id=f"relay-{topic_in}",
-                             auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-
-    def forward(polled: dict[Any, list[Any]]) -> None:
-        for records in polled.values():
+    consumer = _assigned(bootstrap, topic_in, "earliest")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
+    print("ready", flush=True)  # the harness sends its first probe only now
+    while not stop.is_set():
+        for records in consumer.poll(timeout_ms=100).values():
             for record in records:
                 producer.send(topic_out, key=record.key, value=record.value)
             producer.flush()
-            consumer.commit()
-
-    forward(consumer.poll(timeout_ms=100))
-    while not consumer.assignment():  # the group's first rebalance takes a few seconds
-        forward(consumer.poll(timeout_ms=100))
-    print("ready", flush=True)  # the harness sends its first probe only now
-    while not stop.is_set():
-        forward(consumer.poll(timeout_ms=100))
     producer.close()
     consumer.close()
 
