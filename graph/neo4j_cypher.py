@@ -453,6 +453,34 @@ WHERE a.revision = row.revision
 REMOVE a.queued_at, a.queued_index
 """
 
+# -- event identity (lineage.event_identity) -------------------------------------------------
+
+#: Lock every key a batch claims, creating an empty claim for a key not seen yet: MERGE on the
+#: unique key locks it even while it does not exist, so a second unit claiming the same id
+#: (another worker) waits for this one to commit and then reads its digest.
+READ_CLAIMS: Final = """
+UNWIND $keys AS key
+MERGE (c:EventClaim {key: key})
+SET c._lock = true
+REMOVE c._lock
+RETURN key, c.digest AS digest
+"""
+
+#: Fill the claims the accepted messages own; drop the empty ones nobody owns.
+WRITE_CLAIMS: Final = """
+CALL () {
+  UNWIND $fresh AS row
+  MATCH (c:EventClaim {key: row[0]})
+  SET c.digest = row[1]
+}
+CALL () {
+  UNWIND $absent AS key
+  MATCH (c:EventClaim {key: key})
+  WHERE c.digest IS NULL
+  DELETE c
+}
+"""
+
 # -- snapshot and clear ----------------------------------------------------------------------
 
 SNAPSHOT: Final = {
@@ -520,34 +548,6 @@ RETURN kind, a, b, job
 """
 
 #: Batched so a large graph never needs one huge transaction (must run outside a transaction).
-# -- event identity (lineage.event_identity) -------------------------------------------------
-
-#: Lock every key a batch claims, creating an empty claim for a key not seen yet: MERGE on the
-#: unique key locks it even while it does not exist, so a second unit claiming the same id
-#: (another worker) waits for this one to commit and then reads its digest.
-READ_CLAIMS: Final = """
-UNWIND $keys AS key
-MERGE (c:EventClaim {key: key})
-SET c._lock = true
-REMOVE c._lock
-RETURN key, c.digest AS digest
-"""
-
-#: Fill the claims the accepted messages own; drop the empty ones nobody owns.
-WRITE_CLAIMS: Final = """
-CALL () {
-  UNWIND $fresh AS row
-  MATCH (c:EventClaim {key: row[0]})
-  SET c.digest = row[1]
-}
-CALL () {
-  UNWIND $absent AS key
-  MATCH (c:EventClaim {key: key})
-  WHERE c.digest IS NULL
-  DELETE c
-}
-"""
-
 CLEAR: Final = """
 MATCH (n)
 CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF $batch ROWS
