@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lineage.reference_case import generate
+from streams.local_log import PRAGMAS, WRITER_PRAGMAS, LocalEventLog
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1_000
@@ -99,8 +100,7 @@ def _same_home_plainly(home: Path, directory: Path, events: int) -> float:
     rows back from the ingest's database."""
     source = sqlite3.connect(home / "events.db")
     target = sqlite3.connect(directory / "same.db", isolation_level=None)
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "cache_size=-131072",
-                   "wal_autocheckpoint=10000", "temp_store=MEMORY"):  # fmt: skip
+    for pragma in (*WRITER_PRAGMAS, *PRAGMAS):  # the embedded log's own
         target.execute(f"PRAGMA {pragma}")
     listed = source.execute(
         "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE"
@@ -228,17 +228,12 @@ def _size(home: Path) -> int:
 
 def _log_floor(home: Path) -> float:
     """Events/s of reading every event back from a home's log and parsing it, nothing applied:
-    what a replay does before the tracker."""
-    from lineage.events import parse_event
-
-    db = sqlite3.connect(home / "events.db")
+    what a replay does before the tracker (``LocalEventLog.read``, as the replay reads it)."""
+    log = LocalEventLog(home / "events.db", read_only=True)
     started = time.perf_counter()
-    events = 0
-    for (body,) in db.execute("SELECT body FROM events ORDER BY seq"):
-        parse_event(body)
-        events += 1
+    events = sum(1 for _ in log.read())
     elapsed = time.perf_counter() - started
-    db.close()
+    log.close()
     return events / elapsed
 
 

@@ -15,6 +15,16 @@ from lineage.errors import StoreError
 from lineage.events import Event, dump_event, micros, parse_event
 from streams.log import Appended
 
+#: The writer's connection. The projection's index seeks want a warm cache (measured: 1.5x
+#: faster projection writes at 20k users with 128 MiB than with the 2 MiB default); rarer
+#: checkpoints batch the copy of the WAL into the database.
+WRITER_PRAGMAS = (
+    "journal_mode=WAL", "synchronous=FULL", "cache_size=-131072", "wal_autocheckpoint=10000",
+)  # fmt: skip
+#: Every connection. GROUP BY and DISTINCT sort in memory, not in a temp file (the report's
+#: aggregates over a million alerts: measured 1.7x faster).
+PRAGMAS = ("busy_timeout=10000", "temp_store=MEMORY")
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -54,18 +64,11 @@ class LocalEventLog:
         try:
             self._db = sqlite3.connect(path, isolation_level=None)
             if not read_only:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
-                # The projection's index seeks want a warm cache (measured: 1.5x faster
-                # projection writes at 20k users with 128 MiB than with the 2 MiB default);
-                # rarer checkpoints batch the copy of the WAL into the database.
-                self._db.execute("PRAGMA cache_size=-131072")
-                self._db.execute("PRAGMA wal_autocheckpoint=10000")
+                for pragma in WRITER_PRAGMAS:
+                    self._db.execute(f"PRAGMA {pragma}")
                 self._db.executescript(SCHEMA)
-            self._db.execute("PRAGMA busy_timeout=10000")
-            # GROUP BY and DISTINCT sort in memory, not in a temp file (the report's aggregates
-            # over a million alerts: measured 1.7x faster).
-            self._db.execute("PRAGMA temp_store=MEMORY")
+            for pragma in PRAGMAS:
+                self._db.execute(f"PRAGMA {pragma}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open event log {path}: {exc}") from exc
         self.path = path
