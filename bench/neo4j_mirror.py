@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import queue
 import threading
 import time
@@ -31,6 +30,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
+from bench.neo4j_worker import _store
 from bench.propagation import _events
 from graph.neo4j_store import Neo4jStore
 from graph.sqlite_store import SqliteStore
@@ -116,16 +116,8 @@ class GraphWriter(threading.Thread):
             raise self.error
 
 
-def _neo4j() -> Neo4jStore:
-    return Neo4jStore(
-        os.environ["LINEAGE_NEO4J_URI"],
-        os.environ.get("LINEAGE_NEO4J_USER", "neo4j"),
-        os.environ["LINEAGE_NEO4J_PASSWORD"],
-    )
-
-
 def _run(variant: str, events: list[Event], batch: int) -> tuple[float, GraphSnapshot]:
-    graph = _neo4j()
+    graph = _store()
     graph.clear()
     policy = default_policy(default_taxonomy())
     writer: GraphWriter | None = None

@@ -55,7 +55,7 @@ MERGE (a:BenchNode {key: row[0]})
 MERGE (b:BenchNode {key: row[1]})
 MERGE (a)-[:BENCH {n: row[2]}]->(b)
 """
-BASELINE_NODES: LiteralString = "UNWIND $keys AS key MERGE (:BenchNode {key: key})"
+BASELINE_NODES: LiteralString = "UNWIND $rows AS key MERGE (:BenchNode {key: key})"
 SHAPE: LiteralString = """
 MATCH (a)-[r]->(b)
 RETURN id(a) AS a, id(b) AS b
@@ -157,6 +157,20 @@ def _query(store: Neo4jStore, query: LiteralString, **params: Any) -> list[Any]:
     return store._read("benchmark", query, **params)
 
 
+def _write_chunks(
+    store: Neo4jStore, what: str, query: LiteralString, rows: list[Any], chunk: int
+) -> None:
+    """``rows`` through ``query`` (as ``$rows``), ``chunk`` per statement, each its own
+    transaction."""
+    for offset in range(0, len(rows), chunk):
+        store._write(what, query, rows=rows[offset : offset + chunk])
+
+
+def _rate(chunk: int, seconds: float, relationships: int) -> dict[str, Any]:
+    return {"rows_per_statement": chunk, "seconds": round(seconds, 2),
+            "relationships_per_s": round(relationships / seconds)}  # fmt: skip
+
+
 def _baseline(store: Neo4jStore, shape: list[tuple[int, int]], nodes: int, chunk: int) -> float:
     """Seconds to write ``nodes`` nodes and one relationship per ``shape`` pair, ``chunk``
     rows per statement and transaction."""
@@ -165,10 +179,8 @@ def _baseline(store: Neo4jStore, shape: list[tuple[int, int]], nodes: int, chunk
     linked = {key for pair in shape for key in pair}
     lonely = sorted(set(range(nodes)) - linked)
     started = time.perf_counter()
-    for offset in range(0, len(rows), chunk):
-        store._write("baseline", BASELINE_WRITE, rows=rows[offset : offset + chunk])
-    for offset in range(0, len(lonely), chunk):
-        store._write("baseline", BASELINE_NODES, keys=lonely[offset : offset + chunk])
+    _write_chunks(store, "baseline", BASELINE_WRITE, rows, chunk)
+    _write_chunks(store, "baseline", BASELINE_NODES, lonely, chunk)
     return time.perf_counter() - started
 
 
@@ -204,8 +216,7 @@ def _same_graph(store: Neo4jStore, graph: Exported, chunk: int) -> tuple[float, 
         since = time.perf_counter()
         key = NODE_KEYS[label]
         query = f"UNWIND $rows AS p MERGE (n:{label} {{{key}: p.{key}}}) SET n = p"
-        for offset in range(0, len(properties), chunk):
-            store._write("same graph", query, rows=properties[offset : offset + chunk])
+        _write_chunks(store, "same graph", query, properties, chunk)
         spent[label] = time.perf_counter() - since
     for (kind, a_label, b_label), rows in relationships.items():
         since = time.perf_counter()
@@ -214,8 +225,7 @@ def _same_graph(store: Neo4jStore, graph: Exported, chunk: int) -> tuple[float, 
             f"MATCH (b:{b_label} {{{NODE_KEYS[b_label]}: row[1]}}) "
             f"CREATE (a)-[r:{kind}]->(b) SET r = row[2]"
         )
-        for offset in range(0, len(rows), chunk):
-            store._write("same graph", query, rows=rows[offset : offset + chunk])
+        _write_chunks(store, "same graph", query, rows, chunk)
         spent[kind] = spent.get(kind, 0.0) + time.perf_counter() - since
     return time.perf_counter() - started, spent
 
@@ -276,8 +286,7 @@ def main() -> None:
     for chunk in BASELINE_CHUNKS:
         seconds, spent = _same_graph(store, exported, chunk)
         same_graph_rows.append(
-            {"rows_per_statement": chunk, "seconds": round(seconds, 2),
-             "relationships_per_s": round(len(shape) / seconds),
+            {**_rate(chunk, seconds, len(shape)),
              "seconds_by_kind": {k: round(v, 2) for k, v in spent.items()}}
         )  # fmt: skip
     store._write("baseline schema", BASELINE_SCHEMA)
@@ -285,10 +294,7 @@ def main() -> None:
     try:
         for chunk in BASELINE_CHUNKS:
             seconds = _baseline(store, shape, graph["nodes"], chunk)
-            baseline_rows.append(
-                {"rows_per_statement": chunk, "seconds": round(seconds, 2),
-                 "relationships_per_s": round(len(shape) / seconds)}
-            )  # fmt: skip
+            baseline_rows.append(_rate(chunk, seconds, len(shape)))
     finally:
         store.clear()
         store._write("baseline schema", BASELINE_DROP)
