@@ -35,7 +35,8 @@ from lineage.model import (
     SpecificUse,
     UseEdge,
 )
-from lineage.planner import FactRows, NodeState, State, StateKeys
+from lineage.partition_state import PartitionState
+from lineage.planner import EdgeKey, FactRows, NodeState, RunKey, State, StateKeys
 from lineage.ports import Facts, FirstRun, History, Request, Window, Writes
 from lineage.queries import CollectionGroup, ErasedCopy, Holding, Violation
 from lineage.report import Tally, route_of
@@ -132,16 +133,50 @@ def _by_id(keys: Iterable[tuple[Any, ...]], ids: dict[str, int]) -> list[tuple[A
 MAX_TIME = 1 << 62
 
 
-class SqliteStore:
-    """A ``GraphStore`` on one SQLite connection (shared with the local event log)."""
+class _JournalAlerts:
+    """The state's alert bodies: the ``alerts`` table (written with the rest of a unit)."""
 
-    def __init__(self, db: sqlite3.Connection | str = ":memory:", create: bool = True) -> None:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    def get(self, alert_ids: Iterable[str]) -> dict[str, Alert]:
+        return {
+            aid: Alert.model_validate_json(body)
+            for aid, body in self._store._keyed(
+                ((a,) for a in alert_ids), 1,
+                "SELECT a.alert_id, a.body FROM k JOIN alerts a ON a.alert_id = k.c0")
+        }  # fmt: skip
+
+    def put(self, alerts: Sequence[Alert]) -> None:
+        """Nothing: ``SqliteStore.write`` puts them in the same transaction."""
+
+
+class SqliteStore:
+    """A ``GraphStore`` on one SQLite connection (shared with the local event log).
+
+    A writer (``working_state``, the default when it creates the tables) keeps the working
+    state in memory (:class:`lineage.partition_state.PartitionState`), loaded from the
+    tables in bulk when first needed: propagation reads only memory, and the tables are its
+    journal, appended in the same transaction as the log. A unit that fails drops the memory,
+    which is loaded again from what SQLite committed (so a crash or a rollback cannot leave
+    memory ahead of the journal). A read-only opening (``create=False``) holds no state and
+    answers the operators' reads from the tables.
+    """
+
+    def __init__(
+        self,
+        db: sqlite3.Connection | str = ":memory:",
+        create: bool = True,
+        working_state: bool | None = None,
+    ) -> None:
         if isinstance(db, str):
             db = sqlite3.connect(db, isolation_level=None)
         self._db = db
         # ref -> row id of identifiers seen in the open transaction (ids are only assigned,
         # never changed, so within one transaction the map cannot go stale).
         self._known: dict[str, int] = {}
+        self._memory = create if working_state is None else working_state
+        self._held: PartitionState | None = None
         try:
             if create:
                 self._db.executescript(SCHEMA)
@@ -159,18 +194,69 @@ class SqliteStore:
     def atomically(self, work: Callable[[], T]) -> T:
         """One transaction; nested calls join the open one (the service's append + apply)."""
         if self._db.in_transaction:
-            return work()
+            try:
+                return work()
+            except BaseException:
+                self._held = None  # reloaded from the journal, this unit's writes included
+                raise
         self._db.execute("BEGIN IMMEDIATE")
         try:
             result = work()
             fault_point("commit")
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._held = None
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         finally:
             self._known.clear()
         return result
+
+    # -- the working state -----------------------------------------------------------------
+    def working_state(self) -> PartitionState:
+        """The state in memory, loaded from the tables on first use."""
+        if self._held is None:
+            self._held = self._load()
+        return self._held
+
+    def _load(self) -> PartitionState:
+        """One scan per table, in primary-key order (rows of one identifier together)."""
+        state = PartitionState(_JournalAlerts(self))
+        db = self._db
+        for ident, ref, category, display in db.execute(
+            "SELECT id, ref, category, display FROM identifiers ORDER BY id"
+        ):
+            state.add_identifier(ident, ref, category, display)
+        state.load_subjects(db.execute("SELECT ident, subject FROM subjects"))
+        state.load_erasures(db.execute("SELECT ident, at FROM erasures"))
+        state.load_collections(
+            db.execute("SELECT ident, dataset, purpose, at, event_id FROM collections")
+        )
+        state.load_copies(
+            (r[0], _copy("", r)) for r in db.execute(f"SELECT {_COPY} FROM copies")
+        )
+        state.load_carried(
+            db.execute("SELECT ident, source, target, job, at, event_id FROM carried")
+        )
+        state.load_specific(
+            db.execute("SELECT ident, dataset, purpose, job, at, event_id FROM specific")
+        )
+        state.load_alerts(db.execute("SELECT alert_id, ident FROM alerts"))
+        state.load_names(
+            (k for (k,) in db.execute("SELECT key FROM datasets")),
+            (j for (j,) in db.execute("SELECT name FROM jobs")),
+        )
+        state.load_edges(
+            cast(EdgeKey, tuple(r))
+            for r in db.execute("SELECT kind, a, b, job FROM edges WHERE kind IN ('flow', 'use')")
+        )
+        state.load_runs(
+            cast(RunKey, tuple(r))
+            for r in db.execute("SELECT kind, a, b, job, at, event_id FROM runs")
+        )
+        state.load_claims(db.execute("SELECT key, digest FROM claims"))
+        return state
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._db.execute(sql, params).fetchall()
@@ -197,6 +283,8 @@ class SqliteStore:
         """The row id of each known identifier among ``refs``. Every other table is keyed by
         it rather than by the ref (a keyed hash): ids grow with arrival, so the rows of new
         identifiers append at the end of each B-tree instead of dirtying a random page each."""
+        if self._memory:
+            return self.working_state().ids(refs)
         known = self._known
         wanted = {r for r in refs if r not in known}
         found: dict[str, int] = {
@@ -213,6 +301,8 @@ class SqliteStore:
         return found  # fmt: skip
 
     def fetch(self, request: Request) -> Facts:
+        if self._memory:
+            return self.working_state().fetch(request)
         facts = Facts()
         state = request.state or StateKeys()
         state_refs = chain(state.identifiers, _refs_of(state.collections),
@@ -412,12 +502,16 @@ class SqliteStore:
 
     # -- the port: event identity (a unit holds SQLite's one write lock: nothing to lock) -----
     def read_claims(self, keys: Sequence[str]) -> dict[str, str]:
+        if self._memory:
+            return self.working_state().read_claims(keys)
         rows = self._keyed(
             ((k,) for k in keys), 1, "SELECT c.key, c.digest FROM k JOIN claims c ON c.key = k.c0"
         )
         return {key: value for key, value in rows}
 
     def write_claims(self, fresh: Sequence[Claim], absent: Sequence[str]) -> None:
+        if self._memory:
+            self.working_state().write_claims(fresh, absent)
         self._db.executemany(
             "INSERT INTO claims (key, digest) VALUES (?, ?)", [(c.key, c.digest) for c in fresh]
         )
@@ -425,6 +519,8 @@ class SqliteStore:
     # -- the port: writes --------------------------------------------------------------
     def write(self, writes: Writes) -> None:
         db = self._db
+        if self._memory:
+            self.working_state().write(writes)  # first: it numbers new identifiers
         try:
             if writes.facts:
                 self._write_facts(writes.facts)
@@ -454,10 +550,19 @@ class SqliteStore:
 
     def _write_facts(self, rows: FactRows) -> None:
         db = self._db
-        db.executemany(
-            "INSERT OR IGNORE INTO identifiers (ref, category, display) VALUES (?, ?, ?)",
-            [(r["ref"], r["category"], r["display"]) for r in rows.identifiers],
-        )
+        if self._memory:
+            numbered = self.working_state().ids(r["ref"] for r in rows.identifiers)
+            db.executemany(
+                "INSERT OR IGNORE INTO identifiers (id, ref, category, display) "
+                "VALUES (?, ?, ?, ?)",
+                [(numbered[r["ref"]], r["ref"], r["category"], r["display"])
+                 for r in rows.identifiers],
+            )  # fmt: skip
+        else:
+            db.executemany(
+                "INSERT OR IGNORE INTO identifiers (ref, category, display) VALUES (?, ?, ?)",
+                [(r["ref"], r["category"], r["display"]) for r in rows.identifiers],
+            )
         plain: list[tuple[str, str, list[dict[str, Any]]]] = [
             ("datasets", "key, system, name", rows.datasets),
             ("jobs", "name", rows.jobs),
@@ -737,6 +842,7 @@ class SqliteStore:
             "SELECT alert_id, revision, status, body FROM alerts"
         )
         self._known.clear()
+        self._held = None
         for table in PROJECTION_TABLES:
             db.execute(f"DROP TABLE IF EXISTS {table}")
         for statement in SCHEMA.split(";"):
@@ -799,6 +905,7 @@ class SqliteStore:
                 self._db.execute(f"DELETE FROM {table}")
 
         self.atomically(work)
+        self._held = None
 
     def close(self) -> None:
         """The connection belongs to whoever opened it (the event log, in embedded mode)."""
