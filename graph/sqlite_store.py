@@ -129,6 +129,10 @@ def _by_id(keys: Iterable[tuple[Any, ...]], ids: dict[str, int]) -> list[tuple[A
     return [(ids[key[0]], *key[1:]) for key in keys if key[0] in ids]
 
 
+def _is_index(statement: str) -> bool:
+    return statement.strip().startswith("CREATE INDEX")
+
+
 #: Later than any event time (events end before 2100).
 MAX_TIME = 1 << 62
 
@@ -177,6 +181,7 @@ class SqliteStore:
         self._known: dict[str, int] = {}
         self._memory = create if working_state is None else working_state
         self._held: PartitionState | None = None
+        self._deferred = False  # in a bulk rebuild (``begin_rebuild(bulk=True)``)
         try:
             if create:
                 self._db.executescript(SCHEMA)
@@ -217,6 +222,8 @@ class SqliteStore:
     def working_state(self) -> PartitionState:
         """The state in memory, loaded from the tables on first use."""
         if self._held is None:
+            if self._deferred:  # memory was all there was of the rebuild's projection
+                raise StoreError("a unit of the rebuild failed: run `lineage replay` again")
             self._held = self._load()
         return self._held
 
@@ -229,7 +236,7 @@ class SqliteStore:
         ):
             state.add_identifier(ident, ref, category, display)
         state.load_subjects(db.execute("SELECT ident, subject FROM subjects"))
-        state.load_erasures(db.execute("SELECT ident, at FROM erasures"))
+        state.load_erasures(db.execute("SELECT ident, at, event_id FROM erasures"))
         state.load_collections(
             db.execute("SELECT ident, dataset, purpose, at, event_id FROM collections")
         )
@@ -524,6 +531,9 @@ class SqliteStore:
         try:
             if writes.facts:
                 self._write_facts(writes.facts)
+            if self._deferred:  # a bulk rebuild writes identifiers' rows at its end
+                self._put_alerts(writes.alerts, self._ids(a.identifier for a in writes.alerts))
+                return
             ids = self._ids(
                 chain(
                     writes.dropped,
@@ -550,7 +560,9 @@ class SqliteStore:
 
     def _write_facts(self, rows: FactRows) -> None:
         db = self._db
-        if self._memory:
+        if self._deferred:
+            pass
+        elif self._memory:
             numbered = self.working_state().ids(r["ref"] for r in rows.identifiers)
             db.executemany(
                 "INSERT OR IGNORE INTO identifiers (id, ref, category, display) "
@@ -576,6 +588,8 @@ class SqliteStore:
             ("carried", "ref, source, target, job, at, event_id", rows.carried),
             ("specific", "ref, dataset, purpose, job, at, event_id", rows.specific),
         ]
+        if self._deferred:
+            keyed = []
         ids = self._ids(r["ref"] for _, _, items in keyed for r in items)
         # The small dataset/job graph (``edges()``) also names datasets linked only by flows or
         # uses of listed identifiers: one row per (source, target, job), not per event.
@@ -833,28 +847,73 @@ class SqliteStore:
         return sqlite_queries.erased_copies(self._db, as_of)
 
     # -- rebuilding from the log -------------------------------------------------------
-    def begin_rebuild(self) -> None:
+    def begin_rebuild(self, bulk: bool = False) -> None:
         """Empty the projection in this version's schema, keeping what sinks were sent (an
-        interrupted rebuild keeps the first copy: it is what they saw)."""
+        interrupted rebuild keeps the first copy: it is what they saw).
+
+        ``bulk`` (a writer holding its state in memory): until ``finish_rebuild``, units
+        write only the small dataset tables and the alerts; the identifiers' rows are
+        computed in memory and bulk-inserted at the end in key order, and the secondary
+        indexes are built after them."""
         db = self._db
         db.execute(
             "CREATE TABLE IF NOT EXISTS previous_alerts AS "
             "SELECT alert_id, revision, status, body FROM alerts"
         )
         self._known.clear()
-        self._held = None
         for table in PROJECTION_TABLES:
             db.execute(f"DROP TABLE IF EXISTS {table}")
+        bulk = bulk and self._memory
         for statement in SCHEMA.split(";"):
-            if statement.strip():
+            if statement.strip() and not (bulk and _is_index(statement)):
                 db.execute(statement)
         self.set_meta("replaying", "1")
+        self._held = PartitionState(_JournalAlerts(self)) if bulk else None
+        self._deferred = bulk
+
+    def _write_held(self) -> None:
+        """The end of a bulk rebuild: memory's identifier rows, then the indexes."""
+        db = self._db
+        rows = self.working_state().journal_rows()
+        db.executemany(
+            "INSERT INTO identifiers (id, ref, category, display) VALUES (?, ?, ?, ?)",
+            rows.identifiers(),
+        )
+        db.executemany("INSERT INTO subjects (ident, subject) VALUES (?, ?)", rows.subjects())
+        db.executemany(
+            "INSERT INTO erasures (ident, at, event_id) VALUES (?, ?, ?)", rows.erasures()
+        )
+        db.executemany(
+            "INSERT INTO collections (ident, dataset, purpose, at, event_id) "
+            "VALUES (?, ?, ?, ?, ?)",
+            rows.collections(),
+        )
+        db.executemany(
+            f"INSERT INTO copies ({_COPY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (_copy_row(ident, c) for ident, c in rows.copies()),
+        )
+        db.executemany(
+            "INSERT INTO carried (ident, source, target, job, at, event_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows.carried(),
+        )
+        db.executemany(
+            "INSERT INTO specific (ident, dataset, purpose, job, at, event_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows.specific(),
+        )
+        for statement in SCHEMA.split(";"):
+            if _is_index(statement):
+                db.execute(statement)
+        self._deferred = False
 
     def finish_rebuild(self) -> None:
         """Continue each alert's revision numbering across the rebuild: consumers keep the
         highest revision, so a changed alert is a revision, an unchanged one is not re-sent,
         and one that no longer holds is sent withdrawn."""
         db = self._db
+        if self._deferred:
+            self._write_held()
         # The same JSON is the same alert, revision included: not re-sent, nothing to restamp
         # (most alerts of a rebuild; decided here without loading a million of them).
         db.execute(

@@ -145,6 +145,7 @@ class PartitionState:
         self._arrivals: dict[str, _Arrivals] = {}
         self._alerts: set[str] = set()
         self._claims: dict[str, str] = {}
+        self._erasure_events: dict[tuple[int, int], str] = {}  # (row id, at) -> event id
         self._strings: dict[str, str] = {}
         self.broken = False
 
@@ -332,6 +333,7 @@ class PartitionState:
         for r in rows.erasures:
             node = nodes[r["ref"]]
             node.erasures = tuple(sorted({*node.erasures, r["at"]}))
+            self._erasure_events.setdefault((node.id, r["at"]), r["event_id"])
         self._datasets.update(intern(r["key"]) for r in rows.datasets)
         self._jobs.update(intern(r["name"]) for r in rows.jobs)
         for r in rows.collections:
@@ -427,11 +429,12 @@ class PartitionState:
             node = by_id[ident]
             node.subjects = (*node.subjects, subject)
 
-    def load_erasures(self, rows: Iterable[tuple[int, int]]) -> None:
+    def load_erasures(self, rows: Iterable[tuple[int, int, str]]) -> None:
         by_id = self._by_id
-        for ident, at in rows:
+        for ident, at, event_id in rows:
             node = by_id[ident]
             node.erasures = tuple(sorted({*node.erasures, at}))
+            self._erasure_events[(ident, at)] = event_id
 
     def load_collections(self, rows: Iterable[tuple[int, str, str, int, str]]) -> None:
         by_id, intern = self._by_id, self._intern
@@ -495,6 +498,9 @@ class PartitionState:
         self._claims.update(rows)
 
     # -- what it holds ------------------------------------------------------------------------
+    def journal_rows(self) -> JournalRows:
+        return JournalRows(self._by_id.items(), self._erasure_events)
+
     def counts(self) -> StateCounts:
         nodes = self._identifiers.values()
         return StateCounts(
@@ -527,6 +533,7 @@ class PartitionState:
             arrivals={d: keys for d, keys in arrivals.items() if keys},
             alerts=frozenset(self._alerts),
             claims=dict(self._claims),
+            erasure_events=dict(self._erasure_events),
         )
 
 
@@ -539,3 +546,54 @@ class StateSnapshot:
     arrivals: Mapping[str, frozenset[tuple[str, str, str, int]]] = field(default_factory=dict)
     alerts: frozenset[str] = frozenset()
     claims: Mapping[str, str] = field(default_factory=dict)
+    erasure_events: Mapping[tuple[int, int], str] = field(default_factory=dict)
+
+
+class JournalRows:
+    """The identifier-keyed rows a state holds, in each journal table's key order (a bulk
+    load appends to every B-tree instead of seeking): what a rebuild writes at its end."""
+
+    def __init__(
+        self, nodes: Iterable[tuple[int, _Identifier]], erasures: Mapping[tuple[int, int], str]
+    ) -> None:
+        self._nodes = sorted(nodes, key=lambda item: item[0])
+        self._erasures = erasures
+
+    def identifiers(self) -> Iterable[tuple[int, str, str, str | None]]:
+        return ((i, n.ref, n.category, n.display) for i, n in self._nodes)
+
+    def subjects(self) -> Iterable[tuple[int, str]]:
+        return ((i, s) for i, n in self._nodes for s in sorted(n.subjects))
+
+    def erasures(self) -> Iterable[tuple[int, int, str]]:
+        return ((i, at, self._erasures[(i, at)]) for i, n in self._nodes for at in n.erasures)
+
+    def collections(self) -> Iterable[tuple[int, str, str, int, str]]:
+        return (
+            (i, c.dataset, c.purpose, c.at, c.event_id)
+            for i, n in self._nodes
+            for c in sorted(n.collections, key=attrgetter("dataset", "purpose", "at", "event_id"))
+        )
+
+    def copies(self) -> Iterable[tuple[int, Copy]]:
+        return (
+            (i, c)
+            for i, n in self._nodes
+            for c in sorted(n.copies, key=lambda c: (c.dataset, c.origin.key, c.epoch))
+        )
+
+    def carried(self) -> Iterable[tuple[int, str, str, str, int, str]]:
+        return (
+            (i, f.source, f.target, f.job, f.at, f.event_id)
+            for i, n in self._nodes
+            for f in sorted(n.carried, key=attrgetter("source", "target", "job", "at",
+                                                      "event_id"))
+        )  # fmt: skip
+
+    def specific(self) -> Iterable[tuple[int, str, str, str, int, str]]:
+        return (
+            (i, u.dataset, u.purpose, u.job, u.at, u.event_id)
+            for i, n in self._nodes
+            for u in sorted(n.specific, key=attrgetter("dataset", "purpose", "job", "at",
+                                                       "event_id"))
+        )  # fmt: skip

@@ -78,7 +78,7 @@ class EmbeddedHome:
         then, and the next writer to open the home applies the rest."""
         store = self.store
         if since is None:
-            store.atomically(store.begin_rebuild)
+            store.atomically(lambda: store.begin_rebuild(bulk=True))
         events = 0
         for chunk in batched((event for _, event in self.log.read(0, since, until)), batch):
             tracker.apply(chunk)
