@@ -28,11 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from graph.sqlite_store import PROJECTION_TABLES
 from lineage.reference_case import generate
 from streams.local_log import PRAGMAS, WRITER_PRAGMAS, LocalEventLog
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1_000
+PROJECTION = frozenset(PROJECTION_TABLES)
 
 
 def _write_input(users: int, path: Path) -> tuple[int, str, int]:
@@ -128,6 +130,88 @@ def _same_home_plainly(home: Path, directory: Path, events: int) -> float:
     for leftover in directory.glob("same.db*"):
         leftover.unlink()
     return spent
+
+
+def _projection_plainly(home: Path, directory: Path) -> float:
+    """Seconds to write a home's projection again — only the projection's tables, every row,
+    bulk-inserted in key order in one transaction, then the secondary indexes built — with no
+    log, no reads and no core: what a rebuild from the log must at least pay to write."""
+    source = sqlite3.connect(home / "events.db")
+    target = sqlite3.connect(directory / "projection.db", isolation_level=None)
+    for pragma in (*WRITER_PRAGMAS, *PRAGMAS):
+        target.execute(f"PRAGMA {pragma}")
+    listed = source.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name"
+        " NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    tables = [name for kind, name, _, _ in listed if kind == "table" and name in PROJECTION]
+    indexes = [sql for kind, _, table, sql in listed if kind == "index" and table in PROJECTION]
+    for kind, name, _, sql in listed:
+        if kind == "table" and name in PROJECTION:
+            target.execute(sql)
+    rows = {t: source.execute(f"SELECT * FROM {t}").fetchall() for t in tables}
+    source.close()
+    started = time.perf_counter()
+    target.execute("BEGIN")
+    for table, found in rows.items():
+        if found:
+            marks = ", ".join("?" * len(found[0]))
+            target.executemany(f"INSERT INTO {table} VALUES ({marks})", found)
+    for sql in indexes:
+        target.execute(sql)
+    target.execute("COMMIT")
+    spent = time.perf_counter() - started
+    target.close()
+    for leftover in directory.glob("projection.db*"):
+        leftover.unlink()
+    return spent
+
+
+#: What a writer does on open with a big home, and the officers' two reads, timed inside one
+#: process after its imports (the CLI's wall time adds the interpreter and imports).
+_IN_PROCESS = """
+import json, os, sqlite3, sys, time
+from pathlib import Path
+home, email = Path(sys.argv[1]), sys.argv[2]
+found = {}
+try:
+    from graph.sqlite_store import SqliteStore
+    db = sqlite3.connect(home / "events.db", isolation_level=None)
+    store = SqliteStore(db, create=False, working_state=True)
+    started = time.perf_counter()
+    counts = store.working_state().counts()
+    found["state_load_s"] = round(time.perf_counter() - started, 2)
+    found["state_identifiers"] = counts.identifiers
+    found["state_copies"] = counts.copies
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            found["state_load_vmhwm_mib"] = int(line.split()[1]) // 1024
+    del store
+    db.close()
+except (ImportError, TypeError, AttributeError):
+    pass  # a tree without a working state in memory
+from runtime.service import LineageService
+from runtime.settings import Settings
+service = LineageService.open(Settings(home=home), writer=False)
+started = time.perf_counter()
+service.trace(email)
+found["trace_answer_ms"] = round(1000 * (time.perf_counter() - started), 1)
+started = time.perf_counter()
+service.report()
+found["report_answer_ms"] = round(1000 * (time.perf_counter() - started), 1)
+service.close()
+print(json.dumps(found))
+"""
+
+
+def _in_process(tree: Path, home: Path, email: str) -> dict[str, Any]:
+    env = {**os.environ, "LINEAGE_HOME": str(home), "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "-c", _IN_PROCESS, str(home), email],
+        cwd=tree, env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
 
 
 def _parse_floor(lines: Path) -> float:
@@ -247,9 +331,11 @@ def _measure(
     plain_s = _same_home_plainly(home, work, events) if ceilings else None
     trace_s = min(_run(tree, home, ["trace", email, "--json"])[0] for _ in range(3))
     report_s, _, report, _ = _run(tree, home, ["report", "--json"])
+    answers = _in_process(tree, home, email)
     size = _size(home)
-    replay_s, _, replayed, _ = _run(tree, home, ["replay", "--json"])
+    replay_s, _, replayed, replay_hwm = _run(tree, home, ["replay", "--json"])
     log_floor = _log_floor(home) if ceilings else None
+    projection_s = _projection_plainly(home, work) if ceilings else None
     replayed_size = _size(home)
     shutil.rmtree(home)
     affected = json.loads(report)["affected_subjects"]
@@ -262,7 +348,9 @@ def _measure(
         "report_s": round(report_s, 2),
         "replay_s": round(replay_s, 1),
         "replay_events_per_s": round(events / replay_s),
+        "replay_vmhwm_sampled_mib": replay_hwm,
         "replay_same_people": json.loads(replayed)["affected_subjects"] == affected,
+        **answers,
         "home_mib": round(size / 2**20),
         # SQLite keeps the pages of the tables the rebuild dropped, for reuse
         "home_after_replay_mib": round(replayed_size / 2**20),
@@ -275,6 +363,9 @@ def _measure(
         result["vs_same_home_plainly"] = round(plain_s / ingest_s, 3)
         result["log_read_and_parse_events_per_s"] = round(log_floor)
         result["replay_vs_log_floor"] = round(events / replay_s / log_floor, 2)
+    if projection_s is not None:
+        result["projection_plainly_s"] = round(projection_s, 1)
+        result["replay_vs_projection_plainly"] = round(projection_s / replay_s, 3)
     return result
 
 
@@ -338,6 +429,9 @@ def main() -> None:
         if "old" in result:
             result["new_over_old_events_per_s"] = round(
                 result["new"]["events_per_s"] / result["old"]["events_per_s"], 2
+            )
+            result["new_over_old_replay"] = round(
+                result["old"]["replay_s"] / result["new"]["replay_s"], 2
             )
         # A child's wait4 peak can start from its parent's (Linux carries it over at exec):
         # this one's own, to rule that out.
