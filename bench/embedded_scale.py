@@ -204,6 +204,38 @@ print(json.dumps(found))
 """
 
 
+#: The core alone: every event of the home's log, parsed beforehand, applied by the tracker to
+#: a working state in memory with nothing persisted, in the ingest's units. No code that runs
+#: this core can ingest or replay faster: the ceiling beside the plain writes.
+_CORE_ALONE = """
+import sys, time
+from pathlib import Path
+from lineage.partition_state import PartitionState
+from lineage.tracker import Tracker
+from runtime.batching import batched
+from runtime.settings import Settings
+from runtime.wiring import build_policy
+from streams.local_log import LocalEventLog
+log = LocalEventLog(Path(sys.argv[1]) / "events.db", read_only=True)
+events = [event for _, event in log.read()]
+log.close()
+tracker = Tracker(PartitionState(), build_policy(Settings()))
+started = time.perf_counter()
+for unit in batched(events, int(sys.argv[2])):
+    tracker.apply(unit)
+print(time.perf_counter() - started)
+"""
+
+
+def _core_alone(tree: Path, home: Path) -> float:
+    env = {**os.environ, "LINEAGE_HOME": str(home), "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "-c", _CORE_ALONE, str(home), str(BATCH)],
+        cwd=tree, env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return float(done.stdout)
+
+
 def _in_process(tree: Path, home: Path, email: str) -> dict[str, Any]:
     env = {**os.environ, "LINEAGE_HOME": str(home), "PYTHONPATH": str(tree)}
     done = subprocess.run(
@@ -336,6 +368,7 @@ def _measure(
     replay_s, _, replayed, replay_hwm = _run(tree, home, ["replay", "--json"])
     log_floor = _log_floor(home) if ceilings else None
     projection_s = _projection_plainly(home, work) if ceilings else None
+    core_s = _core_alone(tree, home) if ceilings else None
     replayed_size = _size(home)
     shutil.rmtree(home)
     affected = json.loads(report)["affected_subjects"]
@@ -363,6 +396,13 @@ def _measure(
         result["vs_same_home_plainly"] = round(plain_s / ingest_s, 3)
         result["log_read_and_parse_events_per_s"] = round(log_floor)
         result["replay_vs_log_floor"] = round(events / replay_s / log_floor, 2)
+    if core_s is not None:
+        result["core_alone_events_per_s"] = round(events / core_s)
+        result["core_alone_vs_same_home_plainly"] = round(
+            result["core_alone_events_per_s"] / result["same_home_plainly_events_per_s"], 3
+        )
+    if projection_s is not None and core_s is not None:
+        result["core_alone_vs_projection_plainly"] = round(projection_s / core_s, 3)
     if projection_s is not None:
         result["projection_plainly_s"] = round(projection_s, 1)
         result["replay_vs_projection_plainly"] = round(projection_s / replay_s, 3)
