@@ -263,6 +263,7 @@ class SqliteStore:
             for r in db.execute("SELECT kind, a, b, job, at, event_id FROM runs")
         )
         state.load_claims(db.execute("SELECT key, digest FROM claims"))
+        state.loaded()
         return state
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:

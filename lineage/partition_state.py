@@ -136,7 +136,7 @@ class PartitionState:
     def __init__(self, bodies: AlertBodies | None = None) -> None:
         self.bodies: AlertBodies = bodies if bodies is not None else MemoryAlertBodies()
         self._identifiers: dict[str, _Identifier] = {}
-        self._by_id: dict[int, _Identifier] = {}
+        self._loading: dict[int, _Identifier] | None = None  # by row id, while loading
         self._next_id = 1
         self._datasets: set[str] = set()
         self._jobs: set[str] = set()
@@ -361,7 +361,8 @@ class PartitionState:
             return
         node = _Identifier(ident, ref, self._intern(category), display)
         self._identifiers[ref] = node
-        self._by_id[ident] = node
+        if self._loading is not None:
+            self._loading[ident] = node
         self._next_id = max(self._next_id, ident + 1)
 
     def _edge(self, edge: EdgeKey) -> list[Run]:
@@ -423,21 +424,31 @@ class PartitionState:
         self.bodies.put(alerts)
 
     # -- bulk load (what a journal holds, by identifier row id) ------------------------------
+    def _by_row(self) -> dict[int, _Identifier]:
+        """Rows name identifiers by row id; the index exists only while loading."""
+        if self._loading is None:
+            self._loading = {n.id: n for n in self._identifiers.values()}
+        return self._loading
+
+    def loaded(self) -> None:
+        """The load is over: drop the row-id index (a dict entry per identifier)."""
+        self._loading = None
+
     def load_subjects(self, rows: Iterable[tuple[int, str]]) -> None:
-        by_id = self._by_id
+        by_id = self._by_row()
         for ident, subject in rows:
             node = by_id[ident]
             node.subjects = (*node.subjects, subject)
 
     def load_erasures(self, rows: Iterable[tuple[int, int, str]]) -> None:
-        by_id = self._by_id
+        by_id = self._by_row()
         for ident, at, event_id in rows:
             node = by_id[ident]
             node.erasures = tuple(sorted({*node.erasures, at}))
             self._erasure_events[(ident, at)] = event_id
 
     def load_collections(self, rows: Iterable[tuple[int, str, str, int, str]]) -> None:
-        by_id, intern = self._by_id, self._intern
+        by_id, intern = self._by_row(), self._intern
         for ident, dataset, purpose, at, event_id in rows:
             node = by_id[ident]
             node.collections = (*node.collections, Collection(
@@ -445,12 +456,18 @@ class PartitionState:
 
     def load_copies(self, copies: Iterable[tuple[int, Copy]]) -> None:
         """Copies as the journal stores them (one per slot, already the lowest rank)."""
-        by_id = self._by_id
+        by_id = self._by_row()
         for ident, copy in copies:
             node = by_id[ident]
             shared = copy.source is not None  # a run's or a flow's event id: many copies
-            copy = Copy(node.ref, self._intern(copy.dataset), copy.origin, copy.since,
-                        self._intern(copy.event_id) if shared else copy.event_id,
+            event_id, since = copy.event_id, copy.since
+            if not shared:  # a collection's own copy: its id and time are the collection's
+                for c in node.collections:
+                    if c.event_id == event_id and c.at == since:
+                        event_id, since = c.event_id, c.at
+                        break
+            copy = Copy(node.ref, self._intern(copy.dataset), copy.origin, since,
+                        self._intern(event_id) if shared else event_id,
                         self._intern(copy.source) if copy.source is not None else None,
                         self._intern(copy.job) if copy.job is not None else None,
                         copy.hops, copy.epoch)  # fmt: skip
@@ -458,7 +475,7 @@ class PartitionState:
             self._arrivals_of(copy.dataset).add(copy)
 
     def load_carried(self, rows: Iterable[tuple[int, str, str, str, int, str]]) -> None:
-        by_id, intern = self._by_id, self._intern
+        by_id, intern = self._by_row(), self._intern
         for ident, source, target, job, at, event_id in rows:
             node = by_id[ident]
             node.carried = (*node.carried, CarriedFlow(
@@ -466,7 +483,7 @@ class PartitionState:
                 intern(event_id)))  # fmt: skip
 
     def load_specific(self, rows: Iterable[tuple[int, str, str, str, int, str]]) -> None:
-        by_id, intern = self._by_id, self._intern
+        by_id, intern = self._by_row(), self._intern
         for ident, dataset, purpose, job, at, event_id in rows:
             node = by_id[ident]
             node.specific = (*node.specific, SpecificUse(
@@ -474,7 +491,7 @@ class PartitionState:
                 intern(event_id)))  # fmt: skip
 
     def load_alerts(self, rows: Iterable[tuple[str, int | None]]) -> None:
-        by_id = self._by_id
+        by_id = self._by_row()
         for alert_id, ident in rows:
             self._alerts.add(alert_id)
             node = by_id.get(ident) if ident is not None else None
@@ -499,7 +516,7 @@ class PartitionState:
 
     # -- what it holds ------------------------------------------------------------------------
     def journal_rows(self) -> JournalRows:
-        return JournalRows(self._by_id.items(), self._erasure_events)
+        return JournalRows(((n.id, n) for n in self._identifiers.values()), self._erasure_events)
 
     def counts(self) -> StateCounts:
         nodes = self._identifiers.values()
