@@ -212,7 +212,7 @@ import sys, time
 from pathlib import Path
 from lineage.partition_state import PartitionState
 from lineage.tracker import Tracker
-from runtime.batching import batched
+from runtime.batching import batched, settle
 from runtime.settings import Settings
 from runtime.wiring import build_policy
 from streams.local_log import LocalEventLog
@@ -223,6 +223,7 @@ tracker = Tracker(PartitionState(), build_policy(Settings()))
 started = time.perf_counter()
 for unit in batched(events, int(sys.argv[2])):
     tracker.apply(unit)
+    settle()  # as ingest and replay do after each unit
 print(time.perf_counter() - started)
 """
 

@@ -8,6 +8,7 @@ alerts at once. Both bounds only change how events are grouped, never the result
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterable, Iterator
 
@@ -53,3 +54,13 @@ def batched(
             gauge.reset()
     if chunk:
         yield chunk
+
+
+def settle() -> None:
+    """After each unit: what survives it is long-lived (taxonomy, policy, the normalization
+    memo, the writer's working state): move it out of the cyclic GC's reach, or every full
+    collection rescans it (measured: a third of ingest time at 20k users; a replay holding a
+    million identifiers' state in memory slows down as it grows without it). Collect first:
+    garbage cycles frozen would never be freed."""
+    gc.collect()
+    gc.freeze()

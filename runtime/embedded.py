@@ -15,7 +15,7 @@ from lineage.errors import ConfigurationError
 from lineage.events import from_micros, micros
 from lineage.tracker import Tracker
 from runtime import home as homes
-from runtime.batching import batched
+from runtime.batching import batched, settle
 from runtime.settings import Settings
 from streams.local_log import LocalEventLog
 
@@ -62,6 +62,7 @@ class EmbeddedHome:
         since = from_micros(int(until) + 1)
         for chunk in batched((event for _, event in self.log.read(0, since, None)), batch):
             tracker.apply(chunk)
+            settle()
         self.store.atomically(lambda: self.store.set_meta("partial_until", None))
 
     def replay(
@@ -82,6 +83,7 @@ class EmbeddedHome:
         events = 0
         for chunk in batched((event for _, event in self.log.read(0, since, until)), batch):
             tracker.apply(chunk)
+            settle()
             events += len(chunk)
             if progress is not None:
                 progress(len(chunk))

@@ -7,7 +7,6 @@ the outbox. Production (Kafka log): ingest only produces; the worker applies.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from lineage.trace import Trace, build_trace
 from lineage.tracker import Tracker
 from runtime import batching
 from runtime import parse_ahead as ahead_module
-from runtime.batching import Gauge
+from runtime.batching import Gauge, settle
 from runtime.embedded import EmbeddedHome
 from runtime.faults import fault_point
 from runtime.recording import AppendOnly, AppendThenApply, InOneTransaction, Recording
@@ -74,14 +73,6 @@ def open_store(settings: Settings) -> GraphStore:
 
     uri, user, password = settings.require_neo4j()
     return Neo4jStore(uri, user, password, database=settings.neo4j_database)
-
-
-def _settle() -> None:
-    """What survives a batch is long-lived (taxonomy, policy, the normalization memo): move it
-    out of the cyclic GC's reach, or every full collection rescans it (measured: a third of
-    ingest time at 20k users). Collect first: garbage cycles frozen would never be freed."""
-    gc.collect()
-    gc.freeze()
 
 
 class LineageService:
@@ -180,7 +171,7 @@ class LineageService:
         """Record events as this deployment does (``runtime.recording``), then deliver."""
         appended, alerts = self.recording.record(events)
         self.publish(alerts)
-        _settle()
+        settle()
         return appended, alerts
 
     def ingest(
