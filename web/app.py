@@ -70,9 +70,7 @@ def _bearer_matches(header: str, expected: str) -> bool:
     return hmac.compare_digest(header.encode(), f"Bearer {expected}".encode())
 
 
-def create_app(
-    writer: UnitWriter | None, reader: Reader, keys: Keys, metrics: Metrics
-) -> FastAPI:
+def create_app(writer: UnitWriter | None, reader: Reader, keys: Keys, metrics: Metrics) -> FastAPI:
     """``writer`` None: a read-only server (no ingest route answers 2xx)."""
 
     @asynccontextmanager
@@ -174,8 +172,10 @@ def create_app(
     async def get_lineage(
         node_id: Annotated[
             str | None,
-            Query(alias="nodeId", description="dataset:<system:name> or job:<name>; "
-                  "omitted: the whole graph"),
+            Query(
+                alias="nodeId",
+                description="dataset:<system:name> or job:<name>; omitted: the whole graph",
+            ),
         ] = None,
         depth: Annotated[int, Query(description="steps either way")] = 2,
         as_of: Annotated[str | None, Query(description="ISO 8601 date or time")] = None,
@@ -294,5 +294,3 @@ def _gunzip(body: bytes) -> bytes:
     if len(data) > MAX_LINE_BYTES:
         raise RejectedError(413, f"a RunEvent is at most {MAX_LINE_BYTES:,} bytes uncompressed")
     return data
-
-
