@@ -7,7 +7,8 @@ variables: embedded mode). Each run starts the real ``lineage serve`` in a subpr
 process, each posting its share of the events one at a time. A ``503`` is waited out (a
 random part of ``Retry-After``, at most 1 s, so that retries do not come as a herd) and the
 same RunEvent posted again; a connection error (reset, refused, cut mid-answer) is counted,
-and the RunEvent is posted again on a new connection. After both runs the homes' graphs (``GraphStore.snapshot``) must be equal.
+and the RunEvent is posted again on a new connection. After both runs the homes' graphs
+(``GraphStore.snapshot``) must be equal.
 
 Reported per run: requests/s (RunEvents accepted over wall time from the first request to
 the last answer), the answers by status, and connection errors. Bounded: ``--events`` at most
