@@ -14,6 +14,7 @@ from typing import Any
 
 from graph.drawing import dataset_picture, neighbourhood
 from graph.drawing.picture import Picture
+from graph.drawing.render import colours
 from lineage.errors import LineageError
 from lineage.identifiers import guess_category
 from lineage.queries import QUERIES
@@ -64,7 +65,8 @@ def picture_as_of(service: LineageService, as_of: datetime | None) -> Picture:
 
 def graph_document(picture: Picture) -> dict[str, Any]:
     """Marquez's lineage shape (``{"graph": [{id, type, data, inEdges, outEdges}]}``); each
-    edge also says its kind, the origin purposes it carried and the rules it broke."""
+    edge also says its kind, the origin purposes it carried and the rules it broke, and each
+    origin purpose has the colour the report's picture gives it."""
     incoming: dict[str, list[dict[str, Any]]] = {n.id: [] for n in picture.nodes}
     outgoing: dict[str, list[dict[str, Any]]] = {n.id: [] for n in picture.nodes}
     for e in picture.edges:
@@ -91,6 +93,7 @@ def graph_document(picture: Picture) -> dict[str, Any]:
         ],
         "restrictedOrigins": sorted(picture.restricted),
         "origins": picture.origins(),
+        "colours": colours(picture),  # the report picture's: restricted origins warm
     }
 
 

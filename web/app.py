@@ -41,6 +41,8 @@ RETRY_AFTER_S = 1
 STATIC = Path(str(files("web").joinpath("static")))
 
 T = TypeVar("T")
+#: Declares the read token in the OpenAPI schema (checked by hand: a missing one is a 401).
+BEARER = HTTPBearer(auto_error=False, description="the read token (LINEAGE_READ_TOKEN)")
 
 
 @dataclass
@@ -85,11 +87,10 @@ def create_app(writer: UnitWriter | None, reader: Reader, keys: Keys, metrics: M
         docs_url=None,  # Swagger UI loads from a CDN: the console works offline, this would not
         redoc_url=None,
     )
-    bearer = HTTPBearer(auto_error=False, description="the read token (LINEAGE_READ_TOKEN)")
 
     def require_read(
         request: Request,
-        _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> None:
         if keys.read is None:
             return
