@@ -23,6 +23,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -133,12 +134,15 @@ class Served:
 
 
 @contextmanager
-def serving(home: Path, *args: str, **env: str) -> Iterator[Served]:
-    """``lineage serve --port 0`` on ``home``, stopped (SIGTERM) on the way out."""
+def serving(
+    home: Path, *args: str, tree: Path = ROOT, env: dict[str, str] | None = None
+) -> Iterator[Served]:
+    """``lineage serve --port 0`` on ``home`` (the code of ``tree``), stopped (SIGTERM) on the
+    way out."""
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", "0", "--json", *args],
-        env=environment(home, **env),
-        cwd=ROOT,
+        env={**environment(home, **(env or {})), "PYTHONPATH": str(tree)},
+        cwd=tree,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -198,7 +202,8 @@ class Connection:
             name, _, value = line.decode("latin-1").partition(":")
             found[name.strip().lower()] = value.strip()
         data = await reader.readexactly(int(found.get("content-length", "0")))
-        if found.get("connection", "").lower() == "close":
+        keep = found.get("connection", "").lower()
+        if keep == "close" or (status_line.startswith(b"HTTP/1.0") and keep != "keep-alive"):
             await self.close()
         return Answer(status, found, data)
 
@@ -262,6 +267,53 @@ def post_all(url: str, bodies: list[bytes], clients: int, timeout: float = 600.0
     return asyncio.run(_post_all(url, bodies, clients, timeout))
 
 
+def slow_client_delay(
+    served: Served, body: bytes, head_start: float = 2.5, limit: float = 20.0
+) -> tuple[int, float, bool]:
+    """A client sends ``body``'s headers, then one byte a second; after ``head_start`` seconds
+    another POSTs ``body`` normally: its status, how long it waited (seconds), and whether the
+    slow client had to be cut off (after ``limit`` seconds of waiting) for it to be answered."""
+    parts = urlsplit(served.url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    slow = socket.create_connection((host, port), timeout=30)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        with suppress(OSError):  # cut off: by the server, or by the limit
+            head = (
+                f"POST {ENDPOINT} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {API_KEY}"
+                f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            slow.sendall(head.encode())
+            for byte in body:
+                if stop.wait(1.0):
+                    return
+                slow.sendall(bytes([byte]))
+
+    def cut() -> None:
+        stop.set()
+        with suppress(OSError):
+            slow.shutdown(socket.SHUT_RDWR)
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    cutter = threading.Timer(head_start + limit, cut)
+    try:
+        time.sleep(head_start)
+        cutter.start()
+        started = time.monotonic()
+        answer = post_all(served.url, [body], 1, timeout=limit + 60.0)
+        waited = time.monotonic() - started
+    finally:
+        cutter.cancel()
+        was_cut = stop.is_set()
+        stop.set()
+        sender.join()
+        slow.close()
+    [status] = answer.statuses or {0: 1}
+    return status, waited, was_cut
+
+
 def snapshot(home: Path) -> GraphSnapshot:
     """The graph of an embedded home (no writer running), read as a reader does."""
     from runtime.service import LineageService
@@ -273,13 +325,16 @@ def snapshot(home: Path) -> GraphSnapshot:
 
 
 # -- the run ------------------------------------------------------------------------------------
-def run(events: int, clients: int, timeout: float) -> tuple[Result, Result, bool]:
+def run(
+    events: int, clients: int, timeout: float, tree: Path = ROOT
+) -> tuple[Result, Result, bool]:
+    """1 client, then ``clients``, each into a fresh home served by the code of ``tree``."""
     bodies = run_events(events)
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         results: list[Result] = []
         for count, name in ((1, "one"), (clients, "many")):
             home = Path(tmp) / name
-            with serving(home) as served:
+            with serving(home, tree=tree) as served:
                 results.append(post_all(served.url, bodies, count, timeout))
                 served.stop()
         same = snapshot(Path(tmp) / "one") == snapshot(Path(tmp) / "many")
@@ -291,18 +346,40 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run at most")
+    parser.add_argument(
+        "--old",
+        type=Path,
+        help="also serve with the code of this tree (e.g. `git archive <commit> | tar -x -C "
+        "DIR`), as the baseline, after this tree's runs",
+    )
     args = parser.parse_args()
     if not (1 <= args.events <= MAX_EVENTS and 1 <= args.clients <= MAX_CLIENTS):
         parser.error(f"--events 1..{MAX_EVENTS}, --clients 1..{MAX_CLIENTS}")
-    one, many, same = run(args.events, args.clients, args.timeout)
-    print(f"{'clients':>8} {'events':>7} {'seconds':>8} {'req/s':>8} {'conn errors':>11} "
-          f"{'unanswered':>10}  answers")  # fmt: skip
-    for r in (one, many):
-        answers = ", ".join(f"{status}: {n}" for status, n in sorted(r.statuses.items()))
-        print(f"{r.clients:>8} {r.events:>7} {r.seconds:>8.2f} {r.per_second:>8.1f} "
-              f"{r.connection_errors:>11} {r.unanswered:>10}  {answers}")  # fmt: skip
-    print(f"same graph as one client in order: {same}")
-    if not same or many.connection_errors or many.unanswered or one.unanswered:
+    trees = [("this tree", ROOT)] + ([("old", args.old.resolve())] if args.old else [])
+    print(f"{'server':>10} {'clients':>8} {'events':>7} {'seconds':>8} {'req/s':>8} "
+          f"{'conn errors':>11} {'unanswered':>10}  answers")  # fmt: skip
+    failed = False
+    for label, tree in trees:
+        one, many, same = run(args.events, args.clients, args.timeout, tree)
+        for r in (one, many):
+            answers = ", ".join(f"{status}: {n}" for status, n in sorted(r.statuses.items()))
+            print(f"{label:>10} {r.clients:>8} {r.events:>7} {r.seconds:>8.2f} "
+                  f"{r.per_second:>8.1f} {r.connection_errors:>11} {r.unanswered:>10}  "
+                  f"{answers}")  # fmt: skip
+        print(f"{label}: same graph as one client in order: {same}")
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-serve-slow-") as tmp,
+            serving(Path(tmp) / "home", tree=tree) as served,
+        ):
+            status, waited, was_cut = slow_client_delay(served, run_events(1)[0])
+            served.stop()
+        cut = " (only once the slow client was cut off)" if was_cut else ""
+        print(
+            f"{label}: a normal POST beside a 1 byte/s client: {status} after {waited:.3f} s{cut}"
+        )
+        if tree == ROOT:
+            failed = not same or bool(many.connection_errors or many.unanswered or one.unanswered)
+    if failed:
         sys.exit(1)
 
 

@@ -50,7 +50,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(demo: Path) -> Iterator[Served]:
-    with serving(demo, LINEAGE_READ_TOKEN=READ_TOKEN) as served:
+    with serving(demo, env={"LINEAGE_READ_TOKEN": READ_TOKEN}) as served:
         yield served
 
 

@@ -65,7 +65,9 @@ def _reads(url: str) -> dict[str, Any]:
         found[f"lineage {tag}"] = requests.get(
             f"{url}/api/v1/lineage", params={**when, "nodeId": f"dataset:{ADS}"}, timeout=60
         ).json()
-        found[f"alerts {tag}"] = requests.get(f"{url}/api/v1/alerts", params=when, timeout=60).json()
+        found[f"alerts {tag}"] = requests.get(
+            f"{url}/api/v1/alerts", params=when, timeout=60
+        ).json()
         found[f"trace {tag}"] = requests.post(
             f"{url}/api/v1/trace", json={"identifier": raw, **when}, timeout=60
         ).json()
@@ -73,17 +75,18 @@ def _reads(url: str) -> dict[str, Any]:
 
 
 def test_both_stores_answer_every_read_the_same(tmp_path: Path) -> None:
-    env = _neo4j_env()
+    env: dict[str, str] = _neo4j_env()
     graph = neo4j_store()
     try:
         graph.clear()
     finally:
         graph.close()
     answers = []
-    for name, extra in (("sqlite", KEY), ("neo4j", env)):
+    homes: list[tuple[str, dict[str, str]]] = [("sqlite", KEY), ("neo4j", env)]
+    for name, extra in homes:
         home = tmp_path / name
         _demo(home, extra)
-        with serving(home, **extra) as served:
+        with serving(home, env=extra) as served:
             answers.append(_reads(served.url))
             assert served.stop() == 0
     sqlite, neo4j = answers

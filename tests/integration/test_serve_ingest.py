@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 
 import requests
@@ -20,6 +17,7 @@ from bench.serve_ingest import (
     post_all,
     run_events,
     serving,
+    slow_client_delay,
     snapshot,
 )
 
@@ -68,33 +66,11 @@ def test_a_full_queue_answers_503_with_retry_after_and_never_resets(tmp_path: Pa
 def test_a_client_sending_one_byte_a_second_delays_nobody(tmp_path: Path) -> None:
     [body] = run_events(1)
     with serving(tmp_path / "home") as served:
-        host, port = served.url.removeprefix("http://").split(":")
-        slow = socket.create_connection((host, int(port)), timeout=30)
-        stop = threading.Event()
-
-        def trickle() -> None:
-            slow.sendall(
-                f"POST {ENDPOINT} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {API_KEY}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            )
-            for byte in body:
-                if stop.wait(1.0):
-                    return
-                slow.sendall(bytes([byte]))
-
-        sender = threading.Thread(target=trickle, daemon=True)
-        sender.start()
-        time.sleep(2.5)  # the slow body is under way (headers and 2 bytes sent)
-        started = time.monotonic()
-        answer = requests.post(served.endpoint, data=body, headers=AUTH, timeout=10)
-        waited = time.monotonic() - started
-        stop.set()
-        sender.join()
-        slow.close()
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["accepted"] == 2  # the collection and the flow
+        status, waited, cut = slow_client_delay(served, body)
+        assert (status, cut) == (200, False)
         assert waited < 1.0, f"a normal POST waited {waited:.2f} s behind a slow client"
         assert served.stop() == 0
+    assert len(snapshot(tmp_path / "home").flows) == 1  # recorded; the slow one never was
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(tmp_path: Path) -> None:
