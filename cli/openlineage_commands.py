@@ -1,4 +1,5 @@
-"""``lineage serve``: an OpenLineage HTTP endpoint (docs/openlineage.md).
+"""``lineage serve``: the OpenLineage HTTP endpoint, the read API and the officers' console
+(docs/service.md).
 
 The official ``openlineage-python`` client, configured with ``HttpTransport`` and this URL,
 emits to it unchanged. The process is the home's writer while it runs.
@@ -8,20 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from cli.output import fail
 from lineage.errors import LineageError
 
-# runtime.service and the server load inside the command: a fast --help.
-
-
-
+# runtime.service and the web app load inside the command: a fast --help.
 
 
 def serve(
@@ -31,48 +27,61 @@ def serve(
         str,
         typer.Option(
             "--api-key-env",
-            help="environment variable holding an API key; when it is set, requests need "
-            "Authorization: Bearer <key> (the client's auth type api_key)",
+            help="environment variable holding an API key; when it is set, ingest requests "
+            "need Authorization: Bearer <key> (the client's auth type api_key)",
         ),
     ] = "LINEAGE_SERVE_API_KEY",
+    read_token_env: Annotated[
+        str,
+        typer.Option(
+            "--read-token-env",
+            help="environment variable holding the read token; when it is set, the read API "
+            "needs Authorization: Bearer <token> (the console asks for it)",
+        ),
+    ] = "LINEAGE_READ_TOKEN",
+    queue_size: Annotated[
+        int, typer.Option(min=1, help="RunEvents waiting for the writer before 503")
+    ] = 1_000,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Accept OpenLineage RunEvents over HTTP (POST /api/v1/lineage) until interrupted."""
-    from runtime.openlineage_server import ENDPOINT, OpenLineageServer
-    from runtime.service import LineageService
+    """Serve OpenLineage ingest (POST /api/v1/lineage), the read API and the console (/)."""
     from runtime.settings import load_settings
     from runtime.sinks import AlertSink, JsonlFileSink, StreamSink
+    from web.app import ENDPOINT, Keys
+    from web.serve import Serving, bind
 
-    api_key = os.environ.get(api_key_env) or None
+    keys = Keys(os.environ.get(api_key_env) or None, os.environ.get(read_token_env) or None)
     try:
         settings = load_settings()
-        sinks: list[AlertSink] = [StreamSink(sys.stdout, as_json)]
-        if settings.log_kind == "local":
-            sinks.insert(0, JsonlFileSink(settings.home / "alerts.jsonl"))
-        service = LineageService.open(settings, sinks)
     except LineageError as exc:
         raise fail(str(exc)) from None
+
+    def sinks() -> list[AlertSink]:
+        found: list[AlertSink] = [StreamSink(sys.stdout, as_json)]
+        if settings.log_kind == "local":
+            found.insert(0, JsonlFileSink(settings.home / "alerts.jsonl"))
+        return found
+
     try:
-        try:
-            server = OpenLineageServer(service, host, port, api_key)
-        except OSError as exc:
-            raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-
-        def stop(*_: Any) -> None:  # shutdown() waits for the loop: not from its own thread
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        url = f"{server.url}{ENDPOINT}"
-        if as_json:
-            print(json.dumps({"listening": url, "auth": api_key is not None}), flush=True)
-        else:
-            auth = " (Bearer API key required)" if api_key else ""
-            print(f"listening on {url}{auth}", flush=True)
-        with server:
-            server.serve_forever()
-    finally:
-        service.close()
+        sock = bind(host, port)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        serving = Serving(settings, sinks, keys, sock, queue_size)
+    except LineageError as exc:
+        sock.close()
+        raise fail(str(exc)) from None
+    url = f"{serving.url}{ENDPOINT}"
+    if as_json:
+        print(
+            json.dumps({"listening": url, "auth": keys.ingest is not None,
+                        "read_auth": keys.read is not None, "console": serving.url + "/"}),
+            flush=True,
+        )  # fmt: skip
+    else:
+        auth = " (Bearer API key required)" if keys.ingest else ""
+        print(f"listening on {url}{auth}", flush=True)
+    serving.run()
 
 
 def register(app: typer.Typer) -> None:

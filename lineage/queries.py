@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from lineage.events import from_micros
+from lineage.identifiers import DATASET_LEVEL_SUBJECT
 from lineage.model import Copy, alive_until
 from lineage.report import Route
 
@@ -219,11 +220,15 @@ class _Group:
     last: int = -NOW
 
     def add(self, v: Violation) -> None:
+        """A dataset-level pseudo-identifier (OpenLineage) is no person and no identifier: its
+        alert counts as an alert only, as in ``lineage.report.tally``."""
         self.alerts += 1
-        self.identifiers.add(v.identifier)
-        self.people.update(v.people)
         self.first = min(self.first, v.at)
         self.last = max(self.last, v.at)
+        if DATASET_LEVEL_SUBJECT in v.people:
+            return
+        self.identifiers.add(v.identifier)
+        self.people.update(v.people)
 
 
 def _page(

@@ -243,6 +243,51 @@ class LineageService:
         tell(report.lines)
         return report
 
+    def ingest_unit(
+        self, bodies: Sequence[bytes], origin: str, first: int, input_format: InputFormat
+    ) -> tuple[list[IngestReport], list[Alert]]:
+        """Several requests' bodies recorded in one ``record`` (one transaction embedded, one
+        produce with Kafka): the HTTP server's group commit. Each body is judged as a line of
+        ``ingest`` is, its dead letter named ``origin:<first + index>``; the alerts are the
+        unit's (they cannot be told apart per body: a flow in one may complete a use in another)."""
+        observed = datetime.now(UTC)
+        reports = [IngestReport(lines=1) for _ in bodies]
+        pending: list[tuple[int, bytes, Event]] = []
+        for index, body in enumerate(bodies):
+            number = first + index
+            for _, raw, parsed in self._parsed([body], observed, False, input_format):
+                reason = parsed if isinstance(parsed, str) else self._invalid(parsed)
+                if reason is not None:
+                    reports[index].rejected.append(Rejection(number, reason))
+                    self.log.dead_letter(raw.rstrip(b"\r\n"), reason, f"{origin}:{number}")
+                elif not isinstance(parsed, str):
+                    pending += [(index, raw, event) for event in parsed]
+        if not pending:
+            return reports, []
+        appended, alerts = self.record([event for _, _, event in pending])
+        fresh = {id(event) for event in appended.fresh}
+        conflicting = {id(event) for event in appended.conflicts}
+        for index, raw, event in pending:
+            report = reports[index]
+            if id(event) in fresh:
+                report.accepted += 1
+            elif id(event) not in conflicting:
+                report.duplicates += 1
+            elif not report.rejected:
+                number = first + index
+                reason = reused_reason(event)
+                report.rejected.append(Rejection(number, reason))
+                self.log.dead_letter(raw.rstrip(b"\r\n"), reason, f"{origin}:{number}")
+        return reports, alerts
+
+    def _invalid(self, events: Sequence[Event]) -> str | None:
+        try:
+            for event in events:
+                self.tracker.check(event)
+        except InvalidEventError as exc:
+            return exc.reason
+        return None
+
     def _parsed(
         self,
         lines: Iterable[str | bytes],

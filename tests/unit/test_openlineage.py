@@ -327,6 +327,24 @@ def test_restricted_origin_reaching_an_advertising_use_alerts_with_the_dataset_p
     ]
 
 
+def test_queries_count_a_dataset_level_origin_as_the_report_does(
+    service: LineageService,
+) -> None:
+    service.ingest(lines(sync(), match()), input_format="openlineage")
+    summary = service.report()
+    assert (summary.alerts, summary.affected_subjects, summary.affected_identifiers) == (1, 0, 0)
+    paths = service.query("paths")
+    assert paths is not None
+    [path] = paths.rows
+    assert (path.alerts, path.identifiers, path.people) == (1, 0, 0)
+    affected = service.query("affected")
+    assert affected is not None
+    assert [(r.kind, r.alerts, r.identifiers, r.people) for r in affected.rows] == [
+        ("use", 1, 0, 0),
+        ("job", 1, 0, 0),
+    ]
+
+
 def test_start_then_complete_of_one_run_and_redelivery_change_nothing(
     service: LineageService,
 ) -> None:

@@ -14,13 +14,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("lineage", "graph", "streams", "cli", "runtime")
+PACKAGES = ("lineage", "graph", "streams", "cli", "runtime", "web")
 REQUIRED = {
     "lineage/data/policy.toml",
     "lineage/data/purposes.toml",
     "lineage/schema/events.schema.json",
     "lineage/schema/alerts.schema.json",
     "lineage/py.typed",
+    # the console works offline: its page, script and vendored graph library, with licences
+    "web/static/index.html",
+    "web/static/console.js",
+    "web/static/console.css",
+    "web/static/vendor/cytoscape.min.js",
+    "web/static/vendor/cytoscape.LICENSE",
+    "web/static/vendor/cytoscape-dagre.min.js",
+    "web/static/vendor/cytoscape-dagre.LICENSE",
+    "web/static/vendor/dagre.LICENSE",
 }
 
 
