@@ -93,6 +93,22 @@ def _raw_sqlite(lines: Path, directory: Path) -> float:
     return rows / elapsed
 
 
+def _twin(home: Path, path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """The home's database to read, and an empty one at ``path`` with the embedded log's own
+    pragmas to write the same rows into."""
+    target = sqlite3.connect(path, isolation_level=None)
+    for pragma in (*WRITER_PRAGMAS, *PRAGMAS):
+        target.execute(f"PRAGMA {pragma}")
+    return sqlite3.connect(home / "events.db"), target
+
+
+def _insert(target: sqlite3.Connection, rows: dict[str, list[Any]]) -> None:
+    for table, found in rows.items():
+        if found:
+            marks = ", ".join("?" * len(found[0]))
+            target.executemany(f"INSERT INTO {table} VALUES ({marks})", found)
+
+
 def _same_home_plainly(home: Path, directory: Path, events: int) -> float:
     """Seconds to write an ingest's whole database again — the log and the projection, every
     row, under the same schema, indexes and pragmas — with plain ``executemany`` inserts in as
@@ -100,10 +116,7 @@ def _same_home_plainly(home: Path, directory: Path, events: int) -> float:
     taking its share of every table: the fastest this log and projection can be written, with
     no reads and no core in between. Only the inserts and commits are timed, not reading the
     rows back from the ingest's database."""
-    source = sqlite3.connect(home / "events.db")
-    target = sqlite3.connect(directory / "same.db", isolation_level=None)
-    for pragma in (*WRITER_PRAGMAS, *PRAGMAS):  # the embedded log's own
-        target.execute(f"PRAGMA {pragma}")
+    source, target = _twin(home, directory / "same.db")
     listed = source.execute(
         "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE"
         " 'sqlite_%' ORDER BY type = 'index'"
@@ -119,10 +132,7 @@ def _same_home_plainly(home: Path, directory: Path, events: int) -> float:
         shares = {t: cursors[t].fetchmany(-(-counts[t] // units)) for t in tables}
         started = time.perf_counter()
         target.execute("BEGIN")
-        for table, rows in shares.items():
-            if rows:
-                marks = ", ".join("?" * len(rows[0]))
-                target.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        _insert(target, shares)
         target.execute("COMMIT")
         spent += time.perf_counter() - started
     source.close()
@@ -136,10 +146,7 @@ def _projection_plainly(home: Path, directory: Path) -> float:
     """Seconds to write a home's projection again — only the projection's tables, every row,
     bulk-inserted in key order in one transaction, then the secondary indexes built — with no
     log, no reads and no core: what a rebuild from the log must at least pay to write."""
-    source = sqlite3.connect(home / "events.db")
-    target = sqlite3.connect(directory / "projection.db", isolation_level=None)
-    for pragma in (*WRITER_PRAGMAS, *PRAGMAS):
-        target.execute(f"PRAGMA {pragma}")
+    source, target = _twin(home, directory / "projection.db")
     listed = source.execute(
         "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name"
         " NOT LIKE 'sqlite_%'"
@@ -153,10 +160,7 @@ def _projection_plainly(home: Path, directory: Path) -> float:
     source.close()
     started = time.perf_counter()
     target.execute("BEGIN")
-    for table, found in rows.items():
-        if found:
-            marks = ", ".join("?" * len(found[0]))
-            target.executemany(f"INSERT INTO {table} VALUES ({marks})", found)
+    _insert(target, rows)
     for sql in indexes:
         target.execute(sql)
     target.execute("COMMIT")

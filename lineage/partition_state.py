@@ -31,6 +31,7 @@ from lineage.planner import EdgeKey, FactRows, NodeState, RunKey, State, StateKe
 from lineage.ports import Facts, FirstRun, History, Request, Window, Writes
 
 T = TypeVar("T")
+H = TypeVar("H", Copy, CarriedFlow, SpecificUse)
 
 _since = attrgetter("since")
 
@@ -197,24 +198,11 @@ class PartitionState:
                 facts.identifiers[ref] = IdentifierNode(
                     ref, cast(Category, node.category), node.display, frozenset(node.subjects),
                     node.erasures)  # fmt: skip
-        for pair in request.copies:
-            node = nodes.get(pair[0])
-            if node is not None and node.copies:
-                found = [c for c in node.copies if c.dataset == pair[1]]
-                if found:
-                    facts.copies[pair] = found
-        for pair in request.carried:
-            node = nodes.get(pair[0])
-            if node is not None and node.carried:
-                flows = [f for f in node.carried if f.source == pair[1]]
-                if flows:
-                    facts.carried[pair] = flows
-        for pair in request.specific:
-            node = nodes.get(pair[0])
-            if node is not None and node.specific:
-                uses = [u for u in node.specific if u.dataset == pair[1]]
-                if uses:
-                    facts.specific[pair] = uses
+        facts.copies = self._matching(request.copies, lambda n: n.copies, lambda c: c.dataset)
+        facts.carried = self._matching(request.carried, lambda n: n.carried, lambda f: f.source)
+        facts.specific = self._matching(
+            request.specific, lambda n: n.specific, lambda u: u.dataset
+        )
         facts.flows = self._first_runs("flow", request.flows)
         facts.uses = self._first_runs("use", request.uses)
         for window in request.arrivals:
@@ -230,6 +218,23 @@ class PartitionState:
         if request.state is not None:
             facts.state = self._state(request.state)
         return facts
+
+    def _matching(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        held: Callable[[_Identifier], tuple[H, ...]],
+        where: Callable[[H], str],
+    ) -> dict[tuple[str, str], list[H]]:
+        """Per (identifier, dataset) pair: what the identifier holds in that dataset."""
+        found: dict[tuple[str, str], list[H]] = {}
+        nodes = self._identifiers
+        for pair in pairs:
+            node = nodes.get(pair[0])
+            if node is not None:
+                items = [item for item in held(node) if where(item) == pair[1]]
+                if items:
+                    found[pair] = items
+        return found
 
     def _first_runs(
         self, kind: str, keys: Iterable[tuple[str, int]]
@@ -400,17 +405,24 @@ class PartitionState:
                 self._arrivals_of(held.dataset).stale += 1
             else:
                 kept.append(held)
-        if copy.source is not None:  # a run's or a flow's event id: shared by many copies
-            copy = Copy(copy.identifier, copy.dataset, copy.origin, copy.since,
-                        self._intern(copy.event_id), self._intern(copy.source),
-                        self._intern(copy.job) if copy.job is not None else None,
-                        copy.hops, copy.epoch)  # fmt: skip
+        if copy.source is not None:
+            copy = self._compact(copy, node.ref, copy.event_id, copy.since)
         kept.append(copy)
         node.copies = tuple(kept)
         arrivals = self._arrivals_of(copy.dataset)
         arrivals.add(copy)
         if arrivals.stale > 1024 and arrivals.stale * 2 > len(arrivals.items):
             arrivals.compact(self._live)
+
+    def _compact(self, copy: Copy, ref: str, event_id: str, since: int) -> Copy:
+        """The copy on strings the state already holds: its identifier's ref, and one string
+        per dataset, job and run or flow event id (shared by every copy that run made)."""
+        flowed = copy.source is not None
+        return Copy(ref, self._intern(copy.dataset), copy.origin, since,
+                    self._intern(event_id) if flowed else event_id,
+                    self._intern(copy.source) if copy.source is not None else None,
+                    self._intern(copy.job) if copy.job is not None else None,
+                    copy.hops, copy.epoch)  # fmt: skip
 
     def put_alerts(self, alerts: Sequence[Alert]) -> None:
         nodes = self._identifiers
@@ -459,18 +471,13 @@ class PartitionState:
         by_id = self._by_row()
         for ident, copy in copies:
             node = by_id[ident]
-            shared = copy.source is not None  # a run's or a flow's event id: many copies
             event_id, since = copy.event_id, copy.since
-            if not shared:  # a collection's own copy: its id and time are the collection's
+            if copy.source is None:  # a collection's own copy: its id and time are the collection's
                 for c in node.collections:
                     if c.event_id == event_id and c.at == since:
                         event_id, since = c.event_id, c.at
                         break
-            copy = Copy(node.ref, self._intern(copy.dataset), copy.origin, since,
-                        self._intern(event_id) if shared else event_id,
-                        self._intern(copy.source) if copy.source is not None else None,
-                        self._intern(copy.job) if copy.job is not None else None,
-                        copy.hops, copy.epoch)  # fmt: skip
+            copy = self._compact(copy, node.ref, event_id, since)
             node.copies = (*node.copies, copy)
             self._arrivals_of(copy.dataset).add(copy)
 
