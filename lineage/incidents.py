@@ -26,8 +26,10 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any, Literal, Protocol
 
-from lineage.events import from_micros
-from lineage.report import Route
+from lineage.alerts import Alert
+from lineage.events import from_micros, micros
+from lineage.identifiers import DATASET_LEVEL_SUBJECT
+from lineage.report import Route, route_of
 
 Status = Literal["open", "acknowledged", "resolved"]
 ActionKind = Literal["acknowledge", "resolve"]
@@ -229,6 +231,30 @@ def fold(
         iid = incident_id(key)
         found.append(_status(iid, key, acc, by_incident.get(iid, []), quiet, watermark))
     return sorted(found, key=lambda i: (i.first_violation, i.incident_id))
+
+
+def key_of(alert: Alert) -> IncidentKey:
+    return IncidentKey(
+        alert.rule,
+        alert.origin_dataset,
+        alert.origin_purpose,
+        route_of(alert),
+        alert.use_dataset,
+        alert.use_job,
+        alert.use_purpose,
+    )
+
+
+def member_of(alert: Alert) -> Member:
+    """An alert as a member of its incident, its people counted as ``report.tally`` does."""
+    dataset_level = DATASET_LEVEL_SUBJECT in alert.subjects
+    people = () if dataset_level else tuple(sorted(set(alert.subjects))) or (
+        f"identifier:{alert.identifier}",
+    )
+    return Member(
+        key_of(alert), alert.alert_id, alert.identifier, people, dataset_level,
+        micros(alert.occurred_at),
+    )  # fmt: skip
 
 
 def people_total(members: Iterable[Member]) -> int:
