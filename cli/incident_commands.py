@@ -127,3 +127,41 @@ def register(app: typer.Typer) -> None:
             )
         shown = len(alerts)
         console.print(f"page {found.page}: {shown} of {found.total} alert(s).")
+
+    def _act(kind: str, incident_id: str, by: str, why: str, as_json: bool) -> None:
+        from cli.main import _service
+        from cli.output import fail
+        from runtime import incidents as service_incidents
+
+        with _service(as_json, writer=True) as service:
+            if kind == "acknowledge":
+                found = service_incidents.acknowledge(service, incident_id, by, why)
+            else:
+                found = service_incidents.resolve(service, incident_id, by, why)
+        if found is None:
+            raise fail(f"no incident {incident_id!r}", code=1)
+        if as_json:
+            print(json.dumps(found.as_json(), indent=2))
+        else:
+            console.print(escape(_line(found)), soft_wrap=True)
+
+    @app.command("ack-incident")
+    def ack_incident(
+        incident_id: Annotated[str, typer.Argument(help="an incident id (or a unique prefix)")],
+        by: Annotated[str, typer.Option("--by", help="who acknowledges it")],
+        why: Annotated[str, typer.Option("--why", help="why (kept with the action)")],
+        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    ) -> None:
+        """An officer acknowledges an incident (recorded as an IncidentAcknowledged event)."""
+        _act("acknowledge", incident_id, by, why, as_json)
+
+    @app.command("resolve-incident")
+    def resolve_incident(
+        incident_id: Annotated[str, typer.Argument(help="an incident id (or a unique prefix)")],
+        by: Annotated[str, typer.Option("--by", help="who resolves it")],
+        why: Annotated[str, typer.Option("--why", help="why (kept with the action)")],
+        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    ) -> None:
+        """An officer resolves an incident (an IncidentResolved event); a later violation
+        reopens it."""
+        _act("resolve", incident_id, by, why, as_json)

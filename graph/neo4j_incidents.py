@@ -5,11 +5,12 @@ over the active alerts and their identifiers' accounts (the route out of the ale
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from lineage.events import IncidentEvent
 from lineage.identifiers import DATASET_LEVEL_SUBJECT
-from lineage.incidents import Action, IncidentKey, Member
+from lineage.incidents import Action, IncidentKey, Member, action_of
 from lineage.queries import people_of
 
 #: ``Neo4jStore._read``: (action, query, **params) -> records.
@@ -49,7 +50,7 @@ RECORD_ACTIONS: Final = """
 UNWIND $rows AS row
 MERGE (x:IncidentAction {event_id: row.event_id})
 ON CREATE SET x.incident_id = row.incident_id, x.kind = row.kind, x.by = row.by,
-              x.why = row.why, x.at = row.at
+              x.why = row.why, x.at = row.at, x.json = row.json
 """
 
 
@@ -80,3 +81,12 @@ def actions(read: Read) -> list[Action]:
         Action(r["event_id"], r["incident_id"], r["kind"], r["by"], r["why"], r["at"])
         for r in read("reading incident actions", ACTIONS)
     ]
+
+
+def record_actions(write: Write, events: Sequence[IncidentEvent]) -> None:
+    rows = []
+    for event in events:
+        a = action_of(event)
+        row = {"event_id": a.event_id, "incident_id": a.incident_id, "kind": a.kind, "by": a.by}
+        rows.append({**row, "why": a.why, "at": a.at, "json": event.model_dump_json()})
+    write("recording incident actions", RECORD_ACTIONS, rows=rows)

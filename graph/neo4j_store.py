@@ -92,7 +92,7 @@ from lineage.alerts import Alert
 from lineage.audit import CarriedOrigin, RouteExample, carried_order, route_examples
 from lineage.errors import StoreError
 from lineage.event_identity import Claim
-from lineage.events import micros
+from lineage.events import IncidentEvent, micros
 from lineage.identifiers import Category
 from lineage.incidents import Action, Member
 from lineage.model import (
@@ -647,6 +647,9 @@ class Neo4jStore:
 
     def incident_watermark(self, as_of: int | None) -> int | None:
         return neo4j_incidents.watermark(self._read, as_of)
+
+    def record_incident_actions(self, events: Sequence[IncidentEvent]) -> None:
+        neo4j_incidents.record_actions(self._write, events)
 
     def violations(self, as_of: int) -> list[Violation]:
         return neo4j_queries.violations(self._read, as_of)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 
-from lineage.events import from_micros, micros
+from lineage.events import IncidentEvent, from_micros, micros
 from lineage.identifiers import DATASET_LEVEL_SUBJECT
-from lineage.incidents import Action, IncidentKey, Member
+from lineage.incidents import Action, IncidentKey, Member, action_of
 from lineage.queries import people_of
 from lineage.report import Route
 
@@ -66,10 +67,11 @@ def watermark(db: sqlite3.Connection, as_of: int | None) -> int | None:
     return int(latest) if latest is not None else None
 
 
+#: Not one of the projection's tables: ``lineage replay`` (which empties those) keeps it.
 ACTIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS incident_actions (event_id TEXT PRIMARY KEY, "
     "incident_id TEXT NOT NULL, kind TEXT NOT NULL, by TEXT NOT NULL, why TEXT NOT NULL, "
-    "at INTEGER NOT NULL) WITHOUT ROWID"
+    "at INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID"
 )
 
 
@@ -88,10 +90,14 @@ def actions(db: sqlite3.Connection) -> list[Action]:
     ]
 
 
-def record_actions(db: sqlite3.Connection, found: list[Action]) -> None:
-    """Idempotent: keyed by the action's event id (a replayed action is a no-op)."""
-    db.execute(ACTIONS_TABLE)
-    db.executemany(
-        "INSERT OR IGNORE INTO incident_actions VALUES (?, ?, ?, ?, ?, ?)",
-        [(a.event_id, a.incident_id, a.kind, a.by, a.why, a.at) for a in found],
-    )
+def record_actions(db: sqlite3.Connection, events: Sequence[IncidentEvent]) -> None:
+    """Idempotent: keyed by the event id (recording an action again is a no-op); the event's
+    JSON is kept beside its columns."""
+    rows = []
+    for event in events:
+        a = action_of(event)
+        rows.append((a.event_id, a.incident_id, a.kind, a.by, a.why, a.at,
+                     event.model_dump_json()))  # fmt: skip
+    with db:
+        db.execute(ACTIONS_TABLE)
+        db.executemany("INSERT OR IGNORE INTO incident_actions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)

@@ -22,7 +22,7 @@ from lineage.alerts import Alert
 from lineage.audit import CarriedOrigin, RouteExample, carried_order, order_examples
 from lineage.errors import StoreError
 from lineage.event_identity import Claim
-from lineage.events import from_micros
+from lineage.events import IncidentEvent, from_micros
 from lineage.identifiers import DATASET_LEVEL_SUBJECT, Category
 from lineage.incidents import Action, Member
 from lineage.model import (
@@ -841,6 +841,9 @@ class SqliteStore:
 
     def incident_watermark(self, as_of: int | None) -> int | None:
         return sqlite_incidents.watermark(self._db, as_of)
+
+    def record_incident_actions(self, events: Sequence[IncidentEvent]) -> None:
+        sqlite_incidents.record_actions(self._db, events)
 
     # -- the query layer's reads (lineage.queries.QueryReader; SQL in graph/sqlite_queries) --
     def violations(self, as_of: int) -> list[Violation]:

@@ -27,7 +27,7 @@ from itertools import pairwise
 from typing import Any, Literal, Protocol
 
 from lineage.alerts import Alert
-from lineage.events import from_micros, micros
+from lineage.events import IncidentAcknowledged, IncidentEvent, from_micros, micros
 from lineage.identifiers import DATASET_LEVEL_SUBJECT
 from lineage.report import Route, route_of
 
@@ -248,8 +248,10 @@ def key_of(alert: Alert) -> IncidentKey:
 def member_of(alert: Alert) -> Member:
     """An alert as a member of its incident, its people counted as ``report.tally`` does."""
     dataset_level = DATASET_LEVEL_SUBJECT in alert.subjects
-    people = () if dataset_level else tuple(sorted(set(alert.subjects))) or (
-        f"identifier:{alert.identifier}",
+    people = (
+        ()
+        if dataset_level
+        else tuple(sorted(set(alert.subjects))) or (f"identifier:{alert.identifier}",)
     )
     return Member(
         key_of(alert), alert.alert_id, alert.identifier, people, dataset_level,
@@ -270,6 +272,13 @@ def members_of(members: Iterable[Member], iid: str) -> list[Member]:
     """The incident's alerts, earliest first (ties by alert id)."""
     return sorted(
         (m for m in members if incident_id(m.key) == iid), key=lambda m: (m.at, m.alert_id)
+    )
+
+
+def action_of(event: IncidentEvent) -> Action:
+    kind: ActionKind = "acknowledge" if isinstance(event, IncidentAcknowledged) else "resolve"
+    return Action(
+        event.event_id, event.incident_id, kind, event.by, event.why, micros(event.event_time)
     )
 
 
@@ -397,4 +406,8 @@ class IncidentReader(Protocol):
 
     def incident_watermark(self, as_of: int | None) -> int | None:
         """The latest event time of a collection or a run (at or before ``as_of``)."""
+        ...
+
+    def record_incident_actions(self, events: Sequence[IncidentEvent]) -> None:
+        """Keep officers' actions, keyed by event id: recording one again changes nothing."""
         ...

@@ -4,12 +4,13 @@ the status and the counts are ``lineage.incidents.fold`` (docs/incidents.md)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lineage import incidents as core
-from lineage.events import from_micros, micros
+from lineage.events import IncidentAcknowledged, IncidentResolved, from_micros, micros
 
 if TYPE_CHECKING:
     from runtime.service import LineageService
@@ -105,3 +106,41 @@ def member_json(member: core.Member) -> dict[str, object]:
         "people": len(member.people),
         "dataset_level": member.dataset_level,
     }
+
+
+def act(
+    service: LineageService,
+    incident_id: str,
+    kind: core.ActionKind,
+    by: str,
+    why: str,
+    at: datetime | None = None,
+) -> core.Incident | None:
+    """An officer acknowledges or resolves an incident (or a unique prefix of its id): the
+    action becomes an event (``IncidentAcknowledged`` / ``IncidentResolved``) recorded,
+    idempotently by its event id, beside the incident reads. None: no such incident."""
+    _, found = _fold(service, None)
+    chosen = _find(found, incident_id)
+    if chosen is None:
+        return None
+    when = at or datetime.now(UTC)
+    material = "\x1f".join((kind, chosen.incident_id, by, why, when.isoformat()))
+    event_id = f"incident-{kind}:{hashlib.sha256(material.encode()).hexdigest()[:32]}"
+    model = IncidentAcknowledged if kind == "acknowledge" else IncidentResolved
+    event = model(
+        event_id=event_id, event_time=when, observed_time=when, producer="lineage-officer",
+        incident_id=chosen.incident_id, by=by, why=why,
+    )  # fmt: skip
+    service.store.record_incident_actions([event])
+    _, after = _fold(service, None)
+    return next(i for i in after if i.incident_id == chosen.incident_id)
+
+
+def acknowledge(
+    service: LineageService, incident_id: str, by: str, why: str
+) -> core.Incident | None:
+    return act(service, incident_id, "acknowledge", by, why)
+
+
+def resolve(service: LineageService, incident_id: str, by: str, why: str) -> core.Incident | None:
+    return act(service, incident_id, "resolve", by, why)

@@ -229,3 +229,24 @@ def test_demo_incidents_add_up_to_the_reports_people_even_shuffled(tmp_path: Pat
 
 def report_origins(found: dict[str, Any]) -> list[str]:
     return [i["origin_purpose"] for i in found["incidents"]]
+
+
+def test_officers_acknowledge_and_resolve_and_replay_keeps_it(tmp_path: Path) -> None:
+    cli = _cli(tmp_path / "home")
+    cli.env["LINEAGE_INCIDENT_QUIET_DAYS"] = "100000"  # nothing resolves by itself
+    _json(cli, "demo", "--users", "120")
+    found = _json(cli, "incidents")["incidents"]
+    assert {i["status"] for i in found} == {"open"}
+    target = found[0]["incident_id"]
+    acked = _json(cli, "ack-incident", target[:10], "--by", "dpo", "--why", "looking")
+    assert (acked["status"], acked["acknowledged_by"], acked["why"]) == (
+        "acknowledged", "dpo", "looking"
+    )  # fmt: skip
+    done = _json(cli, "resolve-incident", target, "--by", "dpo", "--why", "sync fixed")
+    assert (done["status"], done["resolved_by"], done["why"]) == ("resolved", "dpo", "sync fixed")
+    _json(cli, "replay")
+    after = {i["incident_id"]: i for i in _json(cli, "incidents")["incidents"]}
+    assert after[target]["status"] == "resolved" and after[target]["acknowledged_by"] == "dpo"
+    assert {i["status"] for k, i in after.items() if k != target} == {"open"}
+    missing = cli.invoke(app, ["ack-incident", "f" * 32, "--by", "x", "--why", "y"])
+    assert missing.exit_code == 1
