@@ -172,13 +172,14 @@ def test_incident_id_is_a_digest_of_the_key() -> None:
 # -- on the demo ---------------------------------------------------------------------------------
 
 
-def _cli(home: Path) -> CliRunner:
+def _cli(home: Path, **extra: str) -> CliRunner:
     unset = dict.fromkeys(
         ["LINEAGE_CONFIG", "LINEAGE_KAFKA_BOOTSTRAP", "LINEAGE_NEO4J_URI",
          "LINEAGE_STORE", "LINEAGE_LOG"]
     )  # fmt: skip
     # one key for both homes: the same pseudonyms, so the same alert ids and examples
-    return CliRunner(env={"LINEAGE_HOME": str(home), "LINEAGE_KEY": TEST_KEY.decode(), **unset})
+    env = {"LINEAGE_HOME": str(home), "LINEAGE_KEY": TEST_KEY.decode(), **unset, **extra}
+    return CliRunner(env=env)
 
 
 def _json(cli: CliRunner, *args: str) -> Any:
@@ -232,8 +233,7 @@ def report_origins(found: dict[str, Any]) -> list[str]:
 
 
 def test_officers_acknowledge_and_resolve_and_replay_keeps_it(tmp_path: Path) -> None:
-    cli = _cli(tmp_path / "home")
-    cli.env["LINEAGE_INCIDENT_QUIET_DAYS"] = "100000"  # nothing resolves by itself
+    cli = _cli(tmp_path / "home", LINEAGE_INCIDENT_QUIET_DAYS="100000")  # none resolves alone
     _json(cli, "demo", "--users", "120")
     found = _json(cli, "incidents")["incidents"]
     assert {i["status"] for i in found} == {"open"}
