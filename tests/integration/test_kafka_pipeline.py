@@ -158,6 +158,30 @@ class TestReferenceRun:
         ]
         assert violations and all(violations)
 
+    def test_incidents_cli_on_neo4j_adds_up_to_the_ground_truth(
+        self, reference_run: Pipeline, case: ReferenceCase, reference: Reference
+    ) -> None:
+        from lineage.incidents import incident_id, key_of, people_total
+
+        result = subprocess.run(
+            [LINEAGE, "incidents", "--json", "--all"],
+            cwd=ROOT,
+            env=reference_run.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        found = json.loads(result.stdout)
+        assert found["people"] == len(case.truth.affected_subjects)
+        assert found["people"] == people_total(reference_run.store.incident_members(None))
+        ids = {incident_id(key_of(alert)) for alert in reference.alerts}
+        assert {i["incident_id"] for i in found["incidents"]} == ids
+        assert sum(i["alerts"] for i in found["incidents"]) == len(reference.alerts)
+        first = min(datetime.fromisoformat(i["first_violation"]) for i in found["incidents"])
+        last = max(datetime.fromisoformat(i["last_violation"]) for i in found["incidents"])
+        assert (first, last) == (case.truth.first_violation, case.truth.last_violation)
+
 
 def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [node, *(n for child in node["children"] for n in _nodes(child))]
