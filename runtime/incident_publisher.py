@@ -34,6 +34,7 @@ from lineage.incidents import (
     incident_id,
     key_of,
     member_of,
+    pagerduty_event,
 )
 
 Kind = Literal["opened", "updated"]
@@ -57,6 +58,8 @@ class IncidentMessage:
             "incident": self.incident.as_json(),
             "evidence": self.evidence.model_dump(mode="json") if self.evidence else None,
             "alertmanager": alertmanager_payload([self.incident]),
+            # the webhook fills in the PagerDuty integration's routing key
+            "pagerduty": pagerduty_event(self.incident, routing_key=""),
         }
 
     def body(self) -> bytes:
