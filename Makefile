@@ -39,6 +39,7 @@ bench: install
 	$(VENV)/bin/python -m bench.neo4j_mirror --users 20000 --batch 8000
 	$(VENV)/bin/python -m bench.neo4j_worker --users 20000 --workers 1 --workers 2
 	$(VENV)/bin/python -m bench.alert_latency --probes 200
+	$(EMBEDDED) $(VENV)/bin/python -m bench.incident_messages --users 2000 --users 20000
 
 # A smoke size of every harness, run by CI so that they keep working (no figures kept).
 bench-smoke: install
