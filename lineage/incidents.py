@@ -270,9 +270,14 @@ def people_total(members: Iterable[Member]) -> int:
 
 def members_of(members: Iterable[Member], iid: str) -> list[Member]:
     """The incident's alerts, earliest first (ties by alert id)."""
-    return sorted(
-        (m for m in members if incident_id(m.key) == iid), key=lambda m: (m.at, m.alert_id)
-    )
+    ids: dict[IncidentKey, str] = {}  # few distinct keys: one digest each
+    chosen = []
+    for m in members:
+        if m.key not in ids:
+            ids[m.key] = incident_id(m.key)
+        if ids[m.key] == iid:
+            chosen.append(m)
+    return sorted(chosen, key=lambda m: (m.at, m.alert_id))
 
 
 def action_of(event: IncidentEvent) -> Action:
