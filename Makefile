@@ -40,6 +40,7 @@ bench: install
 	$(VENV)/bin/python -m bench.neo4j_worker --users 20000 --workers 1 --workers 2
 	$(VENV)/bin/python -m bench.alert_latency --probes 200
 	$(EMBEDDED) $(VENV)/bin/python -m bench.serve_ingest --events 3000 --clients 50
+	$(EMBEDDED) $(VENV)/bin/python -m bench.incident_messages --users 2000 --users 20000
 
 # A smoke size of every harness, run by CI so that they keep working (no figures kept).
 bench-smoke: install
@@ -52,6 +53,7 @@ bench-smoke: install
 	$(VENV)/bin/python -m bench.neo4j_worker --users 200 --workers 1 --workers 2
 	$(VENV)/bin/python -m bench.alert_latency --probes 5 --warmup 2 --gap 0.05
 	$(EMBEDDED) $(VENV)/bin/python -m bench.serve_ingest --events 200 --clients 10
+	$(EMBEDDED) $(VENV)/bin/python -m bench.incident_messages --users 500
 
 services-start:
 	bash services/svc start

@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from cli.graph_commands import register as register_graph_commands
+from cli.incident_commands import register as register_incident_commands
 from cli.kafka_commands import register as register_kafka_commands
 from cli.openlineage_commands import register as register_openlineage_commands
 from cli.output import console, errors, fail, shown_identifier
@@ -627,6 +628,7 @@ register_graph_commands(app)
 register_webhook_commands(app)
 register_openlineage_commands(app)
 register_query_commands(app)
+register_incident_commands(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

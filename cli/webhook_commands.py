@@ -8,6 +8,7 @@ is down delays nothing and loses nothing. docs/webhook.md describes the protocol
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.output import fail
-from lineage.errors import LineageError
+from lineage.errors import ConfigurationError, LineageError
 
 if TYPE_CHECKING:
     from lineage.alerts import Alert
@@ -144,6 +145,19 @@ def webhook(
     poll: Annotated[
         float, typer.Option("--poll", min=0.01, help="with --follow: seconds between looks")
     ] = 1.0,
+    send: Annotated[
+        str,
+        typer.Option(
+            "--send",
+            help="incidents (default: Alertmanager webhook bodies, rate-limited per incident), "
+            "pagerduty (PagerDuty Events v2, routing key from --routing-key-env) or alerts "
+            "(every alert revision); docs/incidents.md",
+        ),
+    ] = "incidents",
+    routing_key_env: Annotated[
+        str,
+        typer.Option("--routing-key-env", metavar="NAME", help="with --send pagerduty"),
+    ] = "LINEAGE_PAGERDUTY_ROUTING_KEY",
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout")] = False,
 ) -> None:
     """POST every alert revision not yet delivered to URL (signed, retried until the endpoint
@@ -151,6 +165,7 @@ def webhook(
     from runtime.settings import load_settings
     from runtime.webhook import (
         Callbacks,
+        IncidentDelivery,
         Stopped,
         Summary,
         WebhookClient,
@@ -173,6 +188,19 @@ def webhook(
         secret = secret_from_env(secret_env)
         cursor_name = check_name(name) if name is not None else default_name(url)
         settings = load_settings()
+        if send not in ("incidents", "pagerduty", "alerts"):
+            raise ConfigurationError("--send must be incidents, pagerduty or alerts")
+        incidents = None
+        if send != "alerts":
+            routing_key = os.environ.get(routing_key_env, "") if send == "pagerduty" else ""
+            if send == "pagerduty" and not routing_key:
+                raise ConfigurationError(f"--send pagerduty needs {routing_key_env} set")
+            incidents = IncidentDelivery(
+                "pagerduty" if send == "pagerduty" else "alertmanager",
+                routing_key,
+                settings.incident_interval_seconds,
+                settings.incident_quiet_days,
+            )
         client = WebhookClient(
             url,
             secret,
@@ -187,9 +215,12 @@ def webhook(
         output.warning(f"{target} is plain http: alerts cross the network unencrypted")
     kafka = settings.log_kind == "kafka"
     source = settings.alerts_topic if kafka else str(settings.home / "alerts.jsonl")
+    if kafka and incidents is not None:
+        source = settings.incidents_topic
     summary = Summary(source=source)
     if not as_json:
-        _line(sys.stdout, f"delivering alerts from {source} to {target} (cursor {cursor_name})")
+        what = "alerts" if incidents is None else f"incidents ({incidents.payload})"
+        _line(sys.stdout, f"delivering {what} from {source} to {target} (cursor {cursor_name})")
     callbacks = Callbacks(delivered=output.delivered, idle=output.idle, warning=output.warning)
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -200,6 +231,8 @@ def webhook(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         options: dict[str, Any] = {"follow": follow, "poll_s": poll, "callbacks": callbacks}
+        if incidents is not None:
+            options["incidents"] = incidents
         if kafka:
             run_kafka(settings, cursor_name, client, summary, **options)
         else:

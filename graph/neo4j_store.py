@@ -80,7 +80,7 @@ from tenacity import (
 )
 
 from graph import neo4j_cypher as cypher
-from graph import neo4j_queries
+from graph import neo4j_incidents, neo4j_queries
 from graph.errors import (
     ClassifiedStoreError,
     FatalStoreError,
@@ -92,8 +92,9 @@ from lineage.alerts import Alert
 from lineage.audit import CarriedOrigin, RouteExample, carried_order, route_examples
 from lineage.errors import StoreError
 from lineage.event_identity import Claim
-from lineage.events import micros
+from lineage.events import IncidentEvent, micros
 from lineage.identifiers import Category
+from lineage.incidents import Action, Member
 from lineage.model import (
     CarriedFlow,
     Collection,
@@ -638,6 +639,18 @@ class Neo4jStore:
         return tally(alerts)
 
     # -- the query layer's reads (lineage.queries.QueryReader; Cypher in graph/neo4j_queries) -
+    def incident_members(self, as_of: int | None) -> list[Member]:
+        return neo4j_incidents.members(self._read, as_of)
+
+    def incident_actions(self) -> list[Action]:
+        return neo4j_incidents.actions(self._read)
+
+    def incident_watermark(self, as_of: int | None) -> int | None:
+        return neo4j_incidents.watermark(self._read, as_of)
+
+    def record_incident_actions(self, events: Sequence[IncidentEvent]) -> None:
+        neo4j_incidents.record_actions(self._write, events)
+
     def violations(self, as_of: int) -> list[Violation]:
         return neo4j_queries.violations(self._read, as_of)
 

@@ -16,14 +16,15 @@ from datetime import UTC, datetime
 from itertools import chain
 from typing import Any, TypeVar, cast
 
-from graph import sqlite_queries
+from graph import sqlite_incidents, sqlite_queries
 from graph.store import GraphSnapshot
 from lineage.alerts import Alert
 from lineage.audit import CarriedOrigin, RouteExample, carried_order, order_examples
 from lineage.errors import StoreError
 from lineage.event_identity import Claim
-from lineage.events import from_micros
+from lineage.events import IncidentEvent, from_micros
 from lineage.identifiers import DATASET_LEVEL_SUBJECT, Category
+from lineage.incidents import Action, Member
 from lineage.model import (
     CarriedFlow,
     Collection,
@@ -830,6 +831,19 @@ class SqliteStore:
             origin = Origin.parse(key)
             found.append(CarriedOrigin(source, dataset, job, origin.dataset, origin.purpose))
         return sorted(found, key=carried_order)
+
+    # -- incidents (lineage.incidents.IncidentReader; SQL in graph/sqlite_incidents) ------
+    def incident_members(self, as_of: int | None) -> list[Member]:
+        return sqlite_incidents.members(self._db, as_of)
+
+    def incident_actions(self) -> list[Action]:
+        return sqlite_incidents.actions(self._db)
+
+    def incident_watermark(self, as_of: int | None) -> int | None:
+        return sqlite_incidents.watermark(self._db, as_of)
+
+    def record_incident_actions(self, events: Sequence[IncidentEvent]) -> None:
+        sqlite_incidents.record_actions(self._db, events)
 
     # -- the query layer's reads (lineage.queries.QueryReader; SQL in graph/sqlite_queries) --
     def violations(self, as_of: int) -> list[Violation]:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from lineage.alerts import Alert
 from lineage.audit import CarriedOrigin, RouteExample
+from lineage.incidents import IncidentReader
 from lineage.model import (
     CarriedFlow,
     Collection,
@@ -49,7 +50,7 @@ class GraphSnapshot:
         return {name: len(getattr(self, name)) for name in self.__dataclass_fields__}
 
 
-class GraphStore(LineageStore, QueryReader, Protocol):
+class GraphStore(LineageStore, QueryReader, IncidentReader, Protocol):
     """Adds what operators and tests read, beyond what propagation needs (and the query
     layer's reads, ``lineage.queries.QueryReader``)."""
 

@@ -160,6 +160,31 @@ class IdentifierErased(EventEnvelope):
     reason: str | None = Field(default=None, max_length=500)
 
 
+class _IncidentAction(EventEnvelope):
+    incident_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="lineage.incidents id")
+    by: str = Field(min_length=1, max_length=200, description="the officer")
+    why: str = Field(min_length=1, max_length=2000, description="the officer's reason")
+
+
+class IncidentAcknowledged(_IncidentAction):
+    """An officer acknowledged an incident (docs/incidents.md): it covers the violations up to
+    its event time."""
+
+    type: Literal["IncidentAcknowledged"] = "IncidentAcknowledged"
+
+
+class IncidentResolved(_IncidentAction):
+    """An officer resolved an incident; a later violation reopens it."""
+
+    type: Literal["IncidentResolved"] = "IncidentResolved"
+
+
+#: Officers' actions on incidents: recorded with the incident reads (graph/*_incidents.py),
+#: not projected into the lineage graph (docs/incidents.md).
+IncidentEvent = Annotated[IncidentAcknowledged | IncidentResolved, Field(discriminator="type")]
+INCIDENT_EVENT_ADAPTER: TypeAdapter[IncidentEvent] = TypeAdapter(IncidentEvent)
+
+
 Event = Annotated[
     IdentifierCollected | DataFlowed | DataUsed | IdentifierErased,
     Field(discriminator="type"),

@@ -22,6 +22,7 @@ from lineage.errors import ConfigurationError
 EVENTS_TOPIC = "lineage.events"
 ALERTS_TOPIC = "lineage.alerts"
 DEADLETTER_TOPIC = "lineage.events.deadletter"
+INCIDENTS_TOPIC = "lineage.incidents"  # compacted, keyed by incident id
 
 
 class Settings(BaseSettings):
@@ -38,6 +39,13 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="how long a writer waits for another to finish"
     )
 
+    incident_quiet_days: float = Field(
+        default=30.0, gt=0, description="an incident with no violation for this long resolves"
+    )
+    incident_interval_seconds: float = Field(
+        default=60.0, ge=0, description="at most one update per incident per interval"
+    )
+
     store: Literal["sqlite", "neo4j"] | None = None
     log: Literal["local", "kafka"] | None = None
 
@@ -45,6 +53,7 @@ class Settings(BaseSettings):
     events_topic: str = EVENTS_TOPIC
     alerts_topic: str = ALERTS_TOPIC
     deadletter_topic: str = DEADLETTER_TOPIC
+    incidents_topic: str = INCIDENTS_TOPIC
     topic_partitions: int = 4
 
     neo4j_uri: str | None = None

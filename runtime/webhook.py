@@ -37,11 +37,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import tenacity
 from pydantic import ValidationError
@@ -298,8 +298,10 @@ class WebhookClient:
         ) + tenacity.wait_random(0, self.initial_backoff_s)
 
     def deliver(self, alert: Alert) -> Delivery:
-        key = idempotency_key(alert)
-        body = alert.model_dump_json().encode()
+        return self.deliver_body(idempotency_key(alert), alert.model_dump_json().encode())
+
+    def deliver_body(self, key: str, body: bytes) -> Delivery:
+        """POST ``body`` until a 2xx, as :meth:`deliver` does an alert."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientDeliveryError),
             wait=self._wait,
@@ -392,6 +394,40 @@ class Callbacks:
     delivered: Callable[[Alert, Summary], None] = lambda alert, summary: None
     idle: Callable[[Summary], None] = lambda summary: None
     warning: Callable[[str], None] = lambda message: None
+
+
+@dataclass(frozen=True)
+class IncidentDelivery:
+    """Send incidents instead of alerts (docs/incidents.md): an Alertmanager webhook body or a
+    PagerDuty Events v2 event per incident message (``routing_key``: the PagerDuty
+    integration's key). Embedded, the follower groups the alerts it reads itself, with the
+    publisher's bounds; on Kafka it follows the (already bounded) incidents topic."""
+
+    payload: Literal["alertmanager", "pagerduty"] = "alertmanager"
+    routing_key: str = ""
+    interval_s: float = 60.0
+    quiet_days: float = 30.0
+
+
+def incident_request(message: dict[str, Any], delivery: IncidentDelivery) -> tuple[str, bytes]:
+    """The idempotency key and body of one incident message (``IncidentMessage.as_json``)."""
+    incident = message["incident"]
+    key = f"incident:{incident['incident_id']}:{message['sequence']}"
+    if delivery.payload == "pagerduty":
+        event = {**message["pagerduty"], "routing_key": delivery.routing_key}
+        return key, json.dumps(event, sort_keys=True).encode()
+    return key, json.dumps(message["alertmanager"], sort_keys=True).encode()
+
+
+def _deliver_incident(
+    client: WebhookClient, message: dict[str, Any], delivery: IncidentDelivery, summary: Summary
+) -> None:
+    key, body = incident_request(message, delivery)
+    try:
+        summary.last = client.deliver_body(key, body)
+    finally:
+        summary.retries = client.failed_attempts
+    summary.delivered += 1
 
 
 def _deliver_one(
@@ -575,9 +611,11 @@ def run_embedded(
     follow: bool,
     poll_s: float = 1.0,
     callbacks: Callbacks | None = None,
+    incidents: IncidentDelivery | None = None,
 ) -> Summary:
     """Deliver ``<home>/alerts.jsonl`` from the cursor on; with ``follow`` keep waiting for
-    more until ``client.stop`` is set. Never takes the home's writer lock."""
+    more until ``client.stop`` is set. Never takes the home's writer lock. With
+    ``incidents``, the alerts read are grouped into incident messages instead."""
     calls = callbacks or Callbacks()
     check_name(name)
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -586,6 +624,8 @@ def run_embedded(
         cursor = FileCursor(home / f"webhook.{name}.offset")
         source = JsonlSource(home / "alerts.jsonl", cursor, calls.warning)
         summary.position = source.describe()
+        if incidents is not None:
+            return _embedded_incidents(source, client, summary, incidents, follow, poll_s)
         idle_reported = False
         while not client.stop.is_set():
             progressed = False
@@ -620,6 +660,47 @@ def run_embedded(
         lock.release()
 
 
+def _embedded_incidents(
+    source: JsonlSource,
+    client: WebhookClient,
+    summary: Summary,
+    delivery: IncidentDelivery,
+    follow: bool,
+    poll_s: float,
+) -> Summary:
+    """What the follower reads since its cursor is one unit; the cursor advances after the
+    unit's incident messages are delivered (a crash in between sends them again)."""
+    from runtime.incident_publisher import IncidentMessage, IncidentPublisher
+
+    def post(messages: Sequence[IncidentMessage]) -> None:
+        for message in messages:
+            _deliver_incident(client, message.as_json(), delivery, summary)
+
+    publisher = IncidentPublisher(
+        post, interval=delivery.interval_s, quiet_period=timedelta(days=delivery.quiet_days)
+    )
+    try:
+        while not client.stop.is_set():
+            unit = list(source.pending())
+            alerts = [alert for alert, _ in unit if alert is not None]
+            summary.unreadable += len(unit) - len(alerts)
+            if alerts:
+                publisher.observe(alerts)
+            else:
+                publisher.tick()
+            if unit:
+                source.advance(unit[-1][1])
+                summary.position = source.describe()
+                continue
+            if not follow:
+                break
+            client.stop.wait(poll_s)
+        publisher.close()
+    except Stopped:
+        pass
+    return summary
+
+
 # -- Kafka: the alerts topic in a consumer group ---------------------------------------------
 def kafka_group_id(name: str) -> str:
     return f"lineage-webhook.{check_name(name)}"
@@ -634,9 +715,11 @@ def run_kafka(
     follow: bool,
     poll_s: float = 1.0,
     callbacks: Callbacks | None = None,
+    incidents: IncidentDelivery | None = None,
 ) -> Summary:
     """Deliver the alerts topic from the group's committed offsets (a new group starts at the
-    beginning), committing each record after its POST; ``follow`` keeps consuming."""
+    beginning), committing each record after its POST; ``follow`` keeps consuming. With
+    ``incidents``: the incidents topic (its own group), one payload per incident message."""
     from kafka import KafkaConsumer
     from kafka.errors import CommitFailedError, KafkaError
     from kafka.structs import OffsetAndMetadata
@@ -646,19 +729,21 @@ def run_kafka(
     calls = callbacks or Callbacks()
     warn_if_slow_crc()
     ensure_topics(settings)
+    topic = settings.alerts_topic if incidents is None else settings.incidents_topic
+    group = kafka_group_id(name) + ("" if incidents is None else ".incidents")
     try:
         consumer = KafkaConsumer(
-            settings.alerts_topic,
+            topic,
             bootstrap_servers=settings.require_kafka(),
             client_id="lineage-webhook",
-            group_id=kafka_group_id(name),
+            group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=100,
         )
     except KafkaError as exc:
-        raise StoreError(f"cannot consume {settings.alerts_topic}: {exc}") from exc
-    summary.position = f"group {kafka_group_id(name)}"
+        raise StoreError(f"cannot consume {topic}: {exc}") from exc
+    summary.position = f"group {group}"
     idle_reported = False
     try:
         while not client.stop.is_set():
@@ -666,9 +751,13 @@ def run_kafka(
             for tp, record in ((tp, r) for tp, records in batches.items() for r in records):
                 if client.stop.is_set():
                     return summary
-                alert = parse_alert_line(record.value or b"")
                 where = f"{tp.topic}:{tp.partition}:{record.offset}"
-                _deliver_one(client, alert, summary, calls, where=where)
+                alert = None
+                if incidents is None:
+                    alert = parse_alert_line(record.value or b"")
+                    _deliver_one(client, alert, summary, calls, where=where)
+                else:
+                    _deliver_incident(client, json.loads(record.value), incidents, summary)
                 try:
                     consumer.commit(
                         {tp: OffsetAndMetadata(record.offset + 1, "", record.leader_epoch)}
@@ -681,7 +770,7 @@ def run_kafka(
                         "last commit will be delivered again"
                     )
                     break
-                summary.position = f"group {kafka_group_id(name)}, {where} delivered"
+                summary.position = f"group {group}, {where} delivered"
                 if alert is not None:
                     calls.delivered(alert, summary)
             if batches:
@@ -697,7 +786,7 @@ def run_kafka(
     except Stopped:
         return summary
     except KafkaError as exc:
-        raise StoreError(f"consuming {settings.alerts_topic} failed: {exc}") from exc
+        raise StoreError(f"consuming {topic} failed: {exc}") from exc
     finally:
         consumer.close()
 

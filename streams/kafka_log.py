@@ -107,10 +107,12 @@ def event_messages(event: Event, limit: int | None = None) -> list[tuple[bytes, 
 
 
 def ensure_topics(settings: Settings) -> None:
-    """Create the events, alerts and dead-letter topics with ``topic_partitions`` if absent."""
+    """Create the events, alerts, incidents and dead-letter topics with ``topic_partitions``
+    if absent."""
     wanted: dict[str, dict[str, Any]] = {
         settings.events_topic: {"configs": KEEP_FOREVER},
         settings.alerts_topic: {"configs": ONE_PER_KEY},
+        settings.incidents_topic: {"configs": ONE_PER_KEY},  # the latest message per incident
         settings.deadletter_topic: {},
     }
     admin = _admin(settings)

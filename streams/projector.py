@@ -43,8 +43,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import FrameType
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 from tenacity import (
@@ -72,6 +73,9 @@ from lineage.inbound import describe_validation_error
 from lineage.policy import Policy
 from lineage.tracker import Tracker
 from runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from runtime.incident_publisher import IncidentMessage
 from streams.consumer_group import HEARTBEAT_INTERVAL_S, SESSION_TIMEOUT_S, projector_group_id
 from streams.topics import (
     DEADLETTER_MAX_BYTES,
@@ -343,6 +347,7 @@ class KafkaOutlet:
 
         self._alerts_topic = settings.alerts_topic
         self._deadletter_topic = settings.deadletter_topic
+        self._incidents_topic = settings.incidents_topic
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=settings.require_kafka(),
@@ -354,12 +359,25 @@ class KafkaOutlet:
             )
         except KafkaError as exc:
             raise _broker_error("create a producer", exc) from exc
+        from runtime.incident_publisher import IncidentPublisher
+
+        self.incidents = IncidentPublisher(
+            self._publish_incidents,
+            interval=settings.incident_interval_seconds,
+            quiet_period=timedelta(days=settings.incident_quiet_days),
+        )
 
     def publish_alerts(self, alerts: Sequence[Alert]) -> None:
         records = [
             (alert.alert_id.encode(), alert.model_dump_json().encode(), None) for alert in alerts
         ]
         self._send(self._alerts_topic, records, "publish alerts")
+        # after the alerts' acks: an incident message never runs ahead of its alerts
+        self.incidents.observe(alerts)
+
+    def _publish_incidents(self, messages: Sequence[IncidentMessage]) -> None:
+        records = [(m.key, m.body(), None) for m in messages]
+        self._send(self._incidents_topic, records, "publish incidents")
 
     def dead_letter(self, rejects: Sequence[Rejected]) -> None:
         records = []
@@ -397,6 +415,10 @@ class KafkaOutlet:
     def close(self) -> None:
         from kafka.errors import KafkaError
 
+        try:
+            self.incidents.close()  # pending updates
+        except StoreError as exc:
+            log.warning("flushing incident updates: %s", exc)
         try:
             self._producer.close(timeout=PRODUCER_TIMEOUT_S)
         except KafkaError as exc:

@@ -216,6 +216,7 @@ def open_pipeline(services: Services, tmp_path: Path) -> Iterator[Pipeline]:
         kafka_bootstrap=services.bootstrap,
         events_topic=f"{run}.events",
         alerts_topic=f"{run}.alerts",
+        incidents_topic=f"{run}.incidents",
         deadletter_topic=f"{run}.deadletter",
         key=TEST_KEY.decode(),
         store="neo4j",

@@ -11,12 +11,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
 from lineage.alerts import Alert
@@ -157,6 +158,30 @@ class TestReferenceRun:
             if use["purpose"] == AD_PURPOSE
         ]
         assert violations and all(violations)
+
+    def test_incidents_cli_on_neo4j_adds_up_to_the_ground_truth(
+        self, reference_run: Pipeline, case: ReferenceCase, reference: Reference
+    ) -> None:
+        from lineage.incidents import incident_id, key_of, people_total
+
+        result = subprocess.run(
+            [LINEAGE, "incidents", "--json", "--all"],
+            cwd=ROOT,
+            env=reference_run.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        found = json.loads(result.stdout)
+        assert found["people"] == len(case.truth.affected_subjects)
+        assert found["people"] == people_total(reference_run.store.incident_members(None))
+        ids = {incident_id(key_of(alert)) for alert in reference.alerts}
+        assert {i["incident_id"] for i in found["incidents"]} == ids
+        assert sum(i["alerts"] for i in found["incidents"]) == len(reference.alerts)
+        first = min(datetime.fromisoformat(i["first_violation"]) for i in found["incidents"])
+        last = max(datetime.fromisoformat(i["last_violation"]) for i in found["incidents"])
+        assert (first, last) == (case.truth.first_violation, case.truth.last_violation)
 
 
 def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -459,3 +484,38 @@ def test_a_reused_event_id_is_dead_lettered_by_the_worker(
     )
     assert rows == [{"ref": first.identifier.ref}]
     assert [a.identifier for a in pipeline.store.alerts()] == [first.identifier.ref]
+
+
+def test_incidents_topic_carries_few_messages_keyed_by_incident(
+    pipeline: Pipeline, case_events: list[Event]
+) -> None:
+    """Compacted, keyed by incident id: an opening message with one example per incident, then
+    bounded updates (the default 60 s interval: none in a run this short), the pending ones
+    flushed when the worker stops; the last message per incident has every alert."""
+    from lineage.incidents import fold, people_total
+
+    pipeline.produce(case_events)
+    pipeline.start_worker()
+    pipeline.wait_caught_up()
+    pipeline.stop_workers()
+    records = pipeline.read_topic(pipeline.settings.incidents_topic)
+    alerts = pipeline.store.alerts()
+    members = pipeline.store.incident_members(None)
+    stored = {i.incident_id: i for i in fold(members, [], timedelta(days=30), None)}
+    messages = [(r.key.decode(), json.loads(r.value)) for r in records]
+    assert {key for key, _ in messages} == set(stored)
+    assert all(key == body["incident"]["incident_id"] for key, body in messages)
+    assert len(messages) <= 2 * len(stored) < len(alerts)
+    opened = [body for _, body in messages if body["kind"] == "opened"]
+    assert len(opened) == len(stored) and all(body["evidence"] for body in opened)
+    last = {key: body["incident"] for key, body in messages}
+    assert {k: (i["alerts"], i["people"]) for k, i in last.items()} == {
+        k: (i.alerts, i.people) for k, i in stored.items()
+    }
+    assert people_total(members) > 0
+    admin_configs = pipeline.admin.describe_configs(
+        config_resources=[
+            ConfigResource(ConfigResourceType.TOPIC, pipeline.settings.incidents_topic)
+        ]
+    )
+    assert "compact" in str(admin_configs)

@@ -201,7 +201,8 @@ def test_every_alert_arrives_signed_through_an_outage(tmp_path: Path, receiver: 
     assert demo.returncode == 0, demo.stderr
     assert json.loads(demo.stdout)["alerts"] > 0
     url = f"http://127.0.0.1:{receiver.port}/hooks/lineage?token=abc"
-    command = [sys.executable, "-m", "cli.main", "webhook", url, "--secret-env", "HOOK_SECRET"]
+    command = [sys.executable, "-m", "cli.main", "webhook", url, "--secret-env", "HOOK_SECRET",
+               "--send", "alerts"]  # fmt: skip
     options = ["--name", "it", "--follow", "--json", "--max-backoff", "0.2", "--poll", "0.1"]
     stdout, stderr = (tmp_path / "follower.out").open("wb"), (tmp_path / "follower.err").open("wb")
     follower = subprocess.Popen(
@@ -310,7 +311,8 @@ def test_a_killed_follower_resumes_from_its_cursor(tmp_path: Path, receiver: Rec
     everything = _recorded_keys(home / "alerts.jsonl")
     receiver.delay_s = 0.02
     url = f"http://127.0.0.1:{receiver.port}/hook"
-    command = [sys.executable, "-m", "cli.main", "webhook", url, "--secret-env", "HOOK_SECRET"]
+    command = [sys.executable, "-m", "cli.main", "webhook", url, "--secret-env", "HOOK_SECRET",
+               "--send", "alerts"]  # fmt: skip
     follower = subprocess.Popen(
         [*command, "--follow", "--json"],
         cwd=ROOT,
@@ -398,7 +400,8 @@ def test_kafka_alerts_reach_the_webhook_after_an_outage(tmp_path: Path, receiver
         "LINEAGE_DEADLETTER_TOPIC": settings.deadletter_topic,
     }
     url = f"http://127.0.0.1:{receiver.port}/hook"
-    command = [sys.executable, "-m", "cli.main", "webhook", url, "--secret-env", "HOOK_SECRET"]
+    command = [sys.executable, "-m", "cli.main", "webhook", url, "--secret-env", "HOOK_SECRET",
+               "--send", "alerts"]  # fmt: skip
     options = ["--name", run, "--json", "--max-backoff", "0.2", "--poll", "0.2"]
 
     first = _publish(settings, [_synthetic_alert(n) for n in range(30)])

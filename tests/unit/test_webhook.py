@@ -215,6 +215,7 @@ class Script:
         self.statuses = statuses
         self.headers = headers or {}
         self.keys: list[str | None] = []
+        self.bodies: list[bytes] = []
         self.verified: list[bool] = []
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization)
 
@@ -227,6 +228,7 @@ def endpoint() -> Iterator[tuple[str, Script]]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             script.keys.append(self.headers.get(IDEMPOTENCY_HEADER))
+            script.bodies.append(body)
             script.requests.append((self.path, self.headers.get("Authorization")))
             script.verified.append(
                 verify(
@@ -374,7 +376,8 @@ def test_the_command_delivers_then_reports_a_refusal(
     monkeypatch.setenv("LINEAGE_HOME", str(home))
     monkeypatch.setenv("HOOK_SECRET", SECRET.decode())
     script.statuses[:] = [200, 410]
-    command = ["webhook", url, "--secret-env", "HOOK_SECRET", "--name", "t", "--json"]
+    command = ["webhook", url, "--secret-env", "HOOK_SECRET", "--name", "t", "--send", "alerts",
+               "--json"]  # fmt: skip
     refused = CliRunner().invoke(app, command)
     assert refused.exit_code == 1
     lines = [json.loads(line) for line in refused.stdout.splitlines()]
@@ -411,3 +414,36 @@ def test_credentials_in_the_url_become_basic_auth(endpoint: tuple[str, Script]) 
     _client(with_credentials).deliver(_alert(1))
     assert script.requests == [("/hook?token=t", "Basic aG9va0B1c2VyOnA6c3M=")]  # hook@user:p:ss
     assert "p%3Ass" not in redact(with_credentials)
+
+
+def test_the_webhook_sends_incidents_by_default(
+    endpoint: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many alerts of one (origin, route, use): one Alertmanager body, keyed by the incident;
+    the next run sends nothing new; ``--send pagerduty`` sends an Events v2 trigger."""
+    from cli.main import app
+
+    url, script = endpoint
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "alerts.jsonl").write_bytes(b"".join(_line(_alert(n)) for n in range(25)))
+    monkeypatch.setenv("LINEAGE_HOME", str(home))
+    monkeypatch.setenv("HOOK_SECRET", SECRET.decode())
+    command = ["webhook", url, "--secret-env", "HOOK_SECRET", "--name", "inc"]
+    done = CliRunner().invoke(app, command)
+    assert done.exit_code == 0, done.output
+    assert len(script.keys) == 1 and str(script.keys[0]).startswith("incident:")
+    body = json.loads(script.bodies[0])
+    assert (body["version"], body["status"], len(body["alerts"])) == ("4", "firing", 1)
+    assert body["alerts"][0]["annotations"]["alerts"] == "25"
+    assert all(script.verified)
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0 and len(script.keys) == 1
+    monkeypatch.setenv("PD_KEY", "k" * 32)
+    pd = CliRunner().invoke(
+        app, [*command[:-1], "pd", "--send", "pagerduty", "--routing-key-env", "PD_KEY"]
+    )
+    assert pd.exit_code == 0, pd.output
+    event = json.loads(script.bodies[-1])
+    assert (event["event_action"], event["routing_key"]) == ("trigger", "k" * 32)
+    assert event["dedup_key"] == body["alerts"][0]["labels"]["incident_id"]

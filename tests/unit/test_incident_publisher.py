@@ -1,0 +1,70 @@
+"""The rate-limited incident publisher (runtime/incident_publisher.py): an incident opens at
+once with one example, then at most one update per interval and per unit, never one per
+identifier; pending updates go out at close."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runtime.incident_publisher import IncidentMessage, IncidentPublisher
+from tests.unit.test_incidents import _alert
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _publisher(interval: float) -> tuple[IncidentPublisher, list[IncidentMessage], Clock]:
+    sent: list[IncidentMessage] = []
+    clock = Clock()
+
+    def sink(batch: Sequence[IncidentMessage]) -> None:
+        sent.extend(batch)
+
+    return IncidentPublisher(sink, interval=interval, clock=clock), sent, clock
+
+
+def test_opens_at_once_then_updates_at_most_once_per_interval() -> None:
+    publisher, sent, clock = _publisher(interval=10)
+    alerts = [_alert(n, f"i{n}", n % 50, [f"p{n % 70}"], route=n % 2) for n in range(1_000)]
+    for unit in range(100):  # 100 units of 10 alerts, one second apart
+        first = publisher.observe(alerts[unit * 10 : unit * 10 + 10])
+        if unit == 0:  # both routes appear in the first unit: both open at once
+            assert [m.kind for m in first] == ["opened", "opened"]
+            assert all(m.evidence is not None for m in first)
+            assert all(m.sequence == 0 for m in first)
+        clock.now += 1
+        assert len({m.incident.incident_id for m in first}) == len(first)  # one per unit
+    publisher.close()
+    per_incident: dict[str, list[IncidentMessage]] = {}
+    for m in sent:
+        per_incident.setdefault(m.incident.incident_id, []).append(m)
+    assert len(per_incident) == 2
+    for messages in per_incident.values():
+        assert 2 <= len(messages) <= 1 + 100 // 10 + 1
+        assert [m.sequence for m in messages] == list(range(len(messages)))
+        assert all(m.evidence is None for m in messages[1:])
+    final = {ms[-1].incident.incident_id: ms[-1].incident for ms in per_incident.values()}
+    assert sum(i.alerts for i in final.values()) == 1_000
+    assert publisher.emitted == len(sent) < publisher.observed // 40
+    body = sent[0].body()
+    assert b"alertmanager" in body and b'"version": "4"' in body
+
+
+def test_a_unit_emits_an_incident_once_and_tick_flushes_due_updates() -> None:
+    publisher, sent, clock = _publisher(interval=5)
+    publisher.observe([_alert(1, "a", 1, ["p"])])
+    assert publisher.observe([_alert(2, "b", 2, ["q"])]) == []  # within the interval: pending
+    assert publisher.tick() == []
+    clock.now = 5
+    (update,) = publisher.tick()
+    assert (update.kind, update.incident.alerts, update.incident.people) == ("updated", 2, 2)
+    assert publisher.close() == []  # nothing pending any more
+    withdrawn = _alert(2, "b", 2, ["q"]).model_copy(update={"status": "withdrawn"})
+    clock.now = 20
+    (after,) = publisher.observe([withdrawn])
+    assert after.incident.alerts == 1 and len(sent) == 3
