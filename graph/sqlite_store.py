@@ -37,7 +37,7 @@ from lineage.model import (
     UseEdge,
 )
 from lineage.partition_state import PartitionState
-from lineage.planner import EdgeKey, FactRows, NodeState, RunKey, State, StateKeys
+from lineage.planner import EdgeKey, FactRows, RunKey
 from lineage.ports import Facts, FirstRun, History, Request, Window, Writes
 from lineage.queries import CollectionGroup, ErasedCopy, Holding, Violation
 from lineage.report import Tally, route_of
@@ -159,28 +159,26 @@ class _JournalAlerts:
 class SqliteStore:
     """A ``GraphStore`` on one SQLite connection (shared with the local event log).
 
-    A writer (``working_state``, the default when it creates the tables) keeps the working
-    state in memory (:class:`lineage.partition_state.PartitionState`), loaded from the
-    tables in bulk when first needed: propagation reads only memory, and the tables are its
-    journal, appended in the same transaction as the log. A unit that fails drops the memory,
-    which is loaded again from what SQLite committed (so a crash or a rollback cannot leave
-    memory ahead of the journal). A read-only opening (``create=False``) holds no state and
-    answers the operators' reads from the tables.
+    A writer (``create``) keeps the working state in memory
+    (:class:`lineage.partition_state.PartitionState`), loaded from the tables in bulk when
+    first needed: propagation reads only memory, and the tables are its journal, appended in
+    the same transaction as the log. A unit that fails drops the memory, which is loaded again
+    from what SQLite committed (so a crash or a rollback cannot leave memory ahead of the
+    journal). A read-only opening (``create=False``) holds no state and answers the
+    operators' reads (a trace's ``fetch`` included) from the tables; ``working_state=True``
+    lets it load the state all the same (what a restarted writer would hold).
     """
 
     def __init__(
         self,
         db: sqlite3.Connection | str = ":memory:",
         create: bool = True,
-        working_state: bool | None = None,
+        working_state: bool = False,
     ) -> None:
         if isinstance(db, str):
             db = sqlite3.connect(db, isolation_level=None)
         self._db = db
-        # ref -> row id of identifiers seen in the open transaction (ids are only assigned,
-        # never changed, so within one transaction the map cannot go stale).
-        self._known: dict[str, int] = {}
-        self._memory = create if working_state is None else working_state
+        self._memory = create or working_state
         self._held: PartitionState | None = None
         self._deferred = False  # in a bulk rebuild (``begin_rebuild(bulk=True)``)
         try:
@@ -215,8 +213,6 @@ class SqliteStore:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
-        finally:
-            self._known.clear()
         return result
 
     # -- the working state -----------------------------------------------------------------
@@ -294,28 +290,21 @@ class SqliteStore:
         identifiers append at the end of each B-tree instead of dirtying a random page each."""
         if self._memory:
             return self.working_state().ids(refs)
-        known = self._known
-        wanted = {r for r in refs if r not in known}
-        found: dict[str, int] = {
+        return {
             ref: ident
             for ref, ident in self._keyed(
-                ((r,) for r in wanted),
+                ((r,) for r in set(refs)),
                 1,
                 "SELECT k.c0, i.id FROM k JOIN identifiers i ON i.ref = k.c0",
             )
         }
-        if self._db.in_transaction:
-            known.update(found)
-            return known
-        return found  # fmt: skip
 
     def fetch(self, request: Request) -> Facts:
         if self._memory:
             return self.working_state().fetch(request)
+        if request.state is not None:  # the merge rules' reads: a writer's, from memory
+            raise StoreError("a read-only opening of the projection answers no state request")
         facts = Facts()
-        state = request.state or StateKeys()
-        state_refs = chain(state.identifiers, _refs_of(state.collections),
-                           _refs_of(state.carried), _refs_of(state.specific))  # fmt: skip
         ids = self._ids(
             chain(
                 request.identifiers,
@@ -323,7 +312,6 @@ class SqliteStore:
                 _refs_of(request.carried),
                 _refs_of(request.specific),
                 request.histories,
-                state_refs,
             )
         )
         refs = {i: r for r, i in ids.items()}
@@ -366,8 +354,6 @@ class SqliteStore:
             "SELECT a.alert_id, a.body FROM k JOIN alerts a ON a.alert_id = k.c0",
         ):
             facts.alerts[aid] = Alert.model_validate_json(body)
-        if request.state is not None:
-            facts.state = self._state(request.state, ids, refs)
         return facts  # fmt: skip
 
     def _arrivals(self, window: Window) -> list[Copy]:
@@ -456,59 +442,6 @@ class SqliteStore:
             for ref in collections
         }  # fmt: skip
 
-    def _present(self, keys: Iterable[tuple[Any, ...]], table: str, columns: str) -> set[Any]:
-        names = [c.strip() for c in columns.split(",")]
-        on = " AND ".join(f"t.{n} = k.c{i}" for i, n in enumerate(names))
-        select = ", ".join(f"k.c{i}" for i in range(len(names)))
-        return {tuple(r) for r in self._keyed(
-            keys, len(names), f"SELECT {select} FROM k JOIN {table} t ON {on}")}  # fmt: skip
-
-    def _present_of(
-        self,
-        keys: Iterable[tuple[Any, ...]],
-        ids: dict[str, int],
-        refs: dict[int, str],
-        table: str,
-        columns: str,
-    ) -> set[Any]:
-        """``_present`` for keys that start with an identifier ref (the table: its id)."""
-        found = self._present(_by_id(keys, ids), table, columns)
-        return {(refs[key[0]], *key[1:]) for key in found}
-
-    def _state(self, keys: StateKeys, ids: dict[str, int], refs: dict[int, str]) -> State:
-        state = State()
-        for ref, node in self._nodes(keys.identifiers, ids).items():
-            state.identifiers[ref] = NodeState(set(node.erasures), set(node.subjects))
-        state.datasets = {
-            k for (k,) in self._present(((d,) for d in keys.datasets), "datasets", "key")
-        }
-        state.jobs = {j for (j,) in self._present(((j,) for j in keys.jobs), "jobs", "name")}
-        state.collections = self._present_of(
-            keys.collections, ids, refs, "collections", "ident, dataset, purpose, at, event_id"
-        )
-        state.carried = self._present_of(
-            keys.carried, ids, refs, "carried", "ident, source, target, job, at, event_id"
-        )
-        state.specific = self._present_of(
-            keys.specific, ids, refs, "specific", "ident, dataset, purpose, job, at, event_id"
-        )
-        edges = {key[:4] for key in keys.runs}
-        state.edges = self._present(edges, "edges", "kind, a, b, job")
-        state.runs = self._present(keys.runs, "runs", "kind, a, b, job, at, event_id")
-        absent = [key for key in keys.runs if key not in state.runs]
-        for key, previous in zip(
-            absent,
-            self._keyed(
-                absent,
-                6,
-                "SELECT (SELECT max(r.at) FROM runs r WHERE r.kind = k.c0 AND "
-                "r.a = k.c1 AND r.b = k.c2 AND r.job = k.c3 AND r.at < k.c4) FROM k",
-            ),
-            strict=True,
-        ):
-            state.previous[key] = previous[0]
-        return state  # fmt: skip
-
     # -- the port: event identity (a unit holds SQLite's one write lock: nothing to lock) -----
     def read_claims(self, keys: Sequence[str]) -> dict[str, str]:
         if self._memory:
@@ -561,37 +494,30 @@ class SqliteStore:
             raise StoreError(f"projection write failed: {exc}") from exc  # fmt: skip
 
     def _write_facts(self, rows: FactRows) -> None:
+        """The fact rows, keyed by the row ids the state numbered (``write`` applied them to
+        memory first); in a bulk rebuild only the dataset-level ones (the rest at its end)."""
         db = self._db
-        if self._deferred:
-            pass
-        elif self._memory:
-            numbered = self.working_state().ids(r["ref"] for r in rows.identifiers)
+        if not self._deferred:
+            numbered = self._ids(r["ref"] for r in rows.identifiers)
             db.executemany(
                 "INSERT OR IGNORE INTO identifiers (id, ref, category, display) "
                 "VALUES (?, ?, ?, ?)",
                 [(numbered[r["ref"]], r["ref"], r["category"], r["display"])
                  for r in rows.identifiers],
             )  # fmt: skip
-        else:
-            db.executemany(
-                "INSERT OR IGNORE INTO identifiers (ref, category, display) VALUES (?, ?, ?)",
-                [(r["ref"], r["category"], r["display"]) for r in rows.identifiers],
-            )
         plain: list[tuple[str, str, list[dict[str, Any]]]] = [
             ("datasets", "key, system, name", rows.datasets),
             ("jobs", "name", rows.jobs),
             ("edges", "kind, a, b, job", rows.edges),
             ("runs", "kind, a, b, job, at, event_id", rows.runs),
         ]
-        keyed: list[tuple[str, str, list[dict[str, Any]]]] = [
+        keyed: list[tuple[str, str, list[dict[str, Any]]]] = [] if self._deferred else [
             ("subjects", "ref, subject", rows.subjects),
             ("erasures", "ref, at, event_id", rows.erasures),
             ("collections", "ref, dataset, purpose, at, event_id", rows.collections),
             ("carried", "ref, source, target, job, at, event_id", rows.carried),
             ("specific", "ref, dataset, purpose, job, at, event_id", rows.specific),
         ]
-        if self._deferred:
-            keyed = []
         ids = self._ids(r["ref"] for _, _, items in keyed for r in items)
         # The small dataset/job graph (``edges()``) also names datasets linked only by flows or
         # uses of listed identifiers: one row per (source, target, job), not per event.
@@ -875,10 +801,8 @@ class SqliteStore:
             "CREATE TABLE IF NOT EXISTS previous_alerts AS "
             "SELECT alert_id, revision, status, body FROM alerts"
         )
-        self._known.clear()
         for table in PROJECTION_TABLES:
             db.execute(f"DROP TABLE IF EXISTS {table}")
-        bulk = bulk and self._memory
         for statement in SCHEMA.split(";"):
             if statement.strip() and not (bulk and _is_index(statement)):
                 db.execute(statement)
