@@ -19,6 +19,7 @@ from cli.kafka_commands import register as register_kafka_commands
 from cli.openlineage_commands import register as register_openlineage_commands
 from cli.output import console, errors, fail, shown_identifier
 from cli.query_commands import register as register_query_commands
+from cli.scale_commands import register as register_scale_commands
 from cli.webhook_commands import register as register_webhook_commands
 from lineage.errors import ConfigurationError, LineageError, StoreError
 
@@ -624,6 +625,7 @@ def _kafka_dead_letters(settings: Settings, as_json: bool) -> None:
 
 
 register_kafka_commands(app)
+register_scale_commands(app)
 register_graph_commands(app)
 register_webhook_commands(app)
 register_openlineage_commands(app)

@@ -305,8 +305,9 @@ FETCH_LOCKING: Final = _KEEP_PLAN + _LOCKS + _STATE + _READS + _RETURN
 #: found absent, read under the write locks of their identifier and dataset nodes (see
 #: ``_LOCKS``; ``lineage.tracker.merge_facts``), so their relationships are CREATEd: a second
 #: MERGE check of each would re-read what the state read just did (its ``Expand(Into)``
-#: checks were 40 % of this statement's database hits in a ``PROFILE``). Runs keep an
-#: index-seek check first (cheap: an edge's runs are few per batch). Dropping an identifier's
+#: checks were 40 % of this statement's database hits in a ``PROFILE``). Dataset-level facts
+#: are MERGEd or checked (edges and runs: few per batch), since in the partitioned topology
+#: every partition reports them (``lineage.changes``). Runs keep an index-seek check first. Dropping an identifier's
 #: copies locks their datasets: a unit that read them as arrivals (under the dataset's lock)
 #: then waits, or deadlocks and is retried, instead of carrying a copy the recompute removed.
 WRITE: Final = (
@@ -351,13 +352,13 @@ CALL () {
   UNWIND $w.flow_edges AS row
   MERGE (s:Dataset {key: row.a})
   MERGE (t:Dataset {key: row.b})
-  CREATE (s)-[:FLOWS_TO {job: row.job}]->(t)
+  MERGE (s)-[:FLOWS_TO {job: row.job}]->(t)
 }
 CALL () {
   UNWIND $w.use_edges AS row
   MERGE (d:Dataset {key: row.a})
   MERGE (p:Purpose {key: row.b})
-  CREATE (d)-[:USED_FOR {job: row.job}]->(p)
+  MERGE (d)-[:USED_FOR {job: row.job}]->(p)
 }
 CALL () {
   UNWIND $w.flow_runs AS row
@@ -551,4 +552,24 @@ RETURN kind, a, b, job
 CLEAR: Final = """
 MATCH (n)
 CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF $batch ROWS
+"""
+
+# -- the served view (``lineage sink``) ---------------------------------------------------------
+
+#: Claims a partition made, as they were decided there: no locks, nothing read.
+PUT_CLAIMS: Final = """
+UNWIND $rows AS row
+MERGE (c:EventClaim {key: row[0]})
+SET c.digest = row[1]
+"""
+
+#: The last change applied per partition of the changes topic, kept in the view's transaction.
+SINK_POSITIONS: Final = """
+MATCH (p:SinkPosition {topic: $topic})
+RETURN p.partition AS partition, p.seq AS seq
+"""
+SET_SINK_POSITIONS: Final = """
+UNWIND $rows AS row
+MERGE (p:SinkPosition {topic: $topic, partition: row[0]})
+SET p.seq = row[1]
 """

@@ -587,6 +587,23 @@ class Neo4jStore:
         rows = [[c.key, c.digest] for c in fresh]
         self._write("writing event claims", cypher.WRITE_CLAIMS, fresh=rows, absent=list(absent))
 
+    # -- the served view: what a sink writes besides the units' rows -----------------------
+    def put_claims(self, claims: Sequence[Claim]) -> None:
+        """The claims a partition decided (the view decides nothing)."""
+        if claims:
+            rows = [[c.key, c.digest] for c in claims]
+            self._write("writing event claims", cypher.PUT_CLAIMS, rows=rows)
+
+    def sink_positions(self, topic: str) -> dict[int, int]:
+        """The last change applied per partition of ``topic``."""
+        records = self._read("reading the sink's positions", cypher.SINK_POSITIONS, topic=topic)
+        return {int(r["partition"]): int(r["seq"]) for r in records}
+
+    def set_sink_positions(self, topic: str, positions: dict[int, int]) -> None:
+        rows = [[p, s] for p, s in sorted(positions.items())]
+        self._write("moving the sink's positions", cypher.SET_SINK_POSITIONS, topic=topic,
+                    rows=rows)  # fmt: skip
+
     # -- the port: write -------------------------------------------------------------------
     def write(self, writes: Writes) -> None:
         """Facts, then dropped and derived copies, then alerts: one statement."""

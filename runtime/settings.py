@@ -23,6 +23,7 @@ EVENTS_TOPIC = "lineage.events"
 ALERTS_TOPIC = "lineage.alerts"
 DEADLETTER_TOPIC = "lineage.events.deadletter"
 INCIDENTS_TOPIC = "lineage.incidents"  # compacted, keyed by incident id
+CHANGES_TOPIC = "lineage.changes"  # what each partition's units changed, for the served view
 
 
 class Settings(BaseSettings):
@@ -54,7 +55,11 @@ class Settings(BaseSettings):
     alerts_topic: str = ALERTS_TOPIC
     deadletter_topic: str = DEADLETTER_TOPIC
     incidents_topic: str = INCIDENTS_TOPIC
+    changes_topic: str = CHANGES_TOPIC
     topic_partitions: int = 4
+    state_dir: Path = Field(
+        default=Path(".lineage/partitions"), description="a processor's partitions' state"
+    )
 
     neo4j_uri: str | None = None
     neo4j_user: str = "neo4j"

@@ -22,3 +22,14 @@ def projector_group_id(settings: Settings) -> str:
     """One consumer group per events topic, so a worker for another log (staging, a test)
     never inherits this group's offsets or joins its rebalances."""
     return f"lineage-projector-{settings.events_topic}"
+
+
+def processor_group_id(settings: Settings) -> str:
+    """The partitioned processors' group (``lineage processor``): its commits are only hints,
+    each partition's position lives with its state."""
+    return f"lineage-processor-{settings.events_topic}"
+
+
+def sink_group_id(settings: Settings) -> str:
+    """The served view's sinks (``lineage sink``) on the changes topic."""
+    return f"lineage-sink-{settings.changes_topic}"

@@ -22,6 +22,7 @@ from lineage.event_identity import Part
 from lineage.events import DataFlowed, DataUsed, Event, dump_event
 from runtime.settings import Settings
 from streams.log import Appended
+from streams.partitioning import route
 from streams.topics import (
     DEADLETTER_MAX_BYTES,
     KAFKA_MESSAGE_MAX_BYTES,
@@ -55,14 +56,10 @@ ONE_PER_KEY = {"cleanup.policy": "compact"}
 
 
 def partition_key(event: Event) -> bytes:
-    """The Kafka message key, which picks the partition and so the worker that applies it.
-
-    Events about one identifier (collected, erased) are keyed by its ref, so one identifier's
-    history stays in order on one partition; flows and uses are keyed by the dataset they read
-    (``source`` / ``dataset``), so the runs of a whole-dataset job stay in order per dataset.
-    This is about keeping the state updates for one key on one worker, not about correctness:
-    the core's propagation is order-independent (it reasons on event times, not arrival).
-    """
+    """The Kafka message key. The partition is chosen by :mod:`streams.partitioning` (an
+    identifier's events by its ref, which is also this key, so Kafka's default partitioner
+    agrees; a listed flow or use split per partition, a whole-dataset one copied to every
+    partition); flows and uses are keyed by the dataset they read, for readability."""
     if isinstance(event, DataFlowed):
         return event.source.key.encode()
     if isinstance(event, DataUsed):
@@ -79,10 +76,15 @@ def fit_message(event: Event, limit: int | None = None) -> list[bytes]:
     several messages (header ``lineage-part: i/n``), halving the list until each part fits.
     Any other event over the limit is an error, raised before anything is sent.
     """
+    return [body for _, body in fit_pieces(event, limit)]
+
+
+def fit_pieces(event: Event, limit: int | None = None) -> list[tuple[Event, bytes]]:
+    """``fit_message``'s pieces, each event with its body."""
     limit = EVENT_MAX_BYTES if limit is None else limit
     body = dump_event(event).encode()
     if len(body) <= limit:
-        return [body]
+        return [(event, body)]
     listed = event.identifiers if isinstance(event, DataFlowed | DataUsed) else None
     if listed is None or len(listed) < 2:
         raise StoreError(
@@ -91,9 +93,9 @@ def fit_message(event: Event, limit: int | None = None) -> list[bytes]:
         )
     half = len(listed) // 2
     return [
-        part
+        piece
         for identifiers in (listed[:half], listed[half:])
-        for part in fit_message(event.model_copy(update={"identifiers": identifiers}), limit)
+        for piece in fit_pieces(event.model_copy(update={"identifiers": identifiers}), limit)
     ]
 
 
@@ -106,13 +108,29 @@ def event_messages(event: Event, limit: int | None = None) -> list[tuple[bytes, 
     return [(body, Part(n, len(bodies))) for n, body in enumerate(bodies, start=1)]
 
 
+def partitioned_messages(
+    event: Event, partitions: int, limit: int | None = None
+) -> list[tuple[int, bytes, Part | None]]:
+    """The event's messages on a topic of ``partitions`` partitions (:mod:`streams.partitioning`):
+    (partition, body, part), each share cut to Kafka's limit."""
+
+    def split(share: Event) -> list[tuple[Event, bytes | None]]:
+        return list(fit_pieces(share, limit))
+
+    return [
+        (r.partition, r.body if r.body is not None else dump_event(r.event).encode(), r.part)
+        for r in route(event, partitions, split)
+    ]
+
+
 def ensure_topics(settings: Settings) -> None:
-    """Create the events, alerts, incidents and dead-letter topics with ``topic_partitions``
-    if absent."""
+    """Create the events, alerts, incidents, changes and dead-letter topics with
+    ``topic_partitions`` if absent."""
     wanted: dict[str, dict[str, Any]] = {
         settings.events_topic: {"configs": KEEP_FOREVER},
         settings.alerts_topic: {"configs": ONE_PER_KEY},
         settings.incidents_topic: {"configs": ONE_PER_KEY},  # the latest message per incident
+        settings.changes_topic: {"configs": KEEP_FOREVER},  # until the view's rebuild reads it
         settings.deadletter_topic: {},
     }
     admin = _admin(settings)
@@ -193,6 +211,7 @@ class KafkaEventLog:
         self.failed = 0
         self._unsettled: list[Any] = []
         self._broken = False
+        self._partition_count: int | None = None
         warn_if_slow_crc()
         try:
             self._producer = KafkaProducer(
@@ -220,19 +239,35 @@ class KafkaEventLog:
         return self.failed + len(self._unsettled)
 
     def append(self, events: Sequence[Event]) -> Appended:
-        # Every event is sized (and split) before anything of the batch is sent.
-        messages = [(event, event_messages(event)) for event in events]
+        # Every event is routed, sized and split before anything of the batch is sent.
+        partitions = self._partitions()
+        messages = [
+            (partition_key(event), partitioned_messages(event, partitions)) for event in events
+        ]
         futures = []
         try:
-            for event, parts in messages:
-                key = partition_key(event)
-                for body, part in parts:
+            for key, routed in messages:
+                for partition, body, part in routed:
                     headers = None if part is None else [(PART_HEADER, part.header())]
-                    futures.append(self._send(self._events_topic, body, key, headers))
+                    futures.append(
+                        self._send(self._events_topic, body, key, headers, partition)
+                    )
         finally:
             self._unsettled += futures
         self._wait(futures, "append to the event log")
         return Appended(list(events))  # Kafka cannot tell; the graph's merges make them no-ops
+
+    def _partitions(self) -> int:
+        """The events topic's partition count, asked once (it is fixed for the topic's life)."""
+        if self._partition_count is None:
+            try:
+                found = self._producer.partitions_for(self._events_topic)
+            except KafkaError as exc:
+                raise StoreError(f"cannot read {self._events_topic}'s partitions: {exc}") from exc
+            if not found:
+                raise StoreError(f"the topic {self._events_topic} has no partitions")
+            self._partition_count = len(found)
+        return self._partition_count
 
     def dead_letter(self, raw: bytes, reason: str, origin: str) -> None:
         """Keep the rejected bytes with the reason; input larger than ``DEADLETTER_MAX_BYTES``
@@ -261,9 +296,12 @@ class KafkaEventLog:
         value: bytes,
         key: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> Any:
         try:
-            return self._producer.send(topic, value=value, key=key, headers=headers)
+            return self._producer.send(
+                topic, value=value, key=key, headers=headers, partition=partition
+            )
         except KafkaError as exc:
             self._broken = True
             raise StoreError(f"cannot produce to {topic}: {_describe(exc)}") from exc

@@ -124,6 +124,7 @@ class Inbound:
     origin: str  # topic:partition:offset, for the dead-letter header and logs
     key: bytes | None = None
     part: bytes | None = None  # the PART_HEADER of a split event ("i/n")
+    offset: int | None = None  # in its partition, for a store that keeps its position
 
 
 @dataclass(frozen=True)
@@ -238,13 +239,21 @@ class Projector:
     a transient one that outlived the retry budget (the caller must then not commit)."""
 
     def __init__(
-        self, store: GraphStore, policy: Policy, outlet: Outlet, retry: Retry | None = None
+        self,
+        store: GraphStore,
+        policy: Policy,
+        outlet: Outlet,
+        retry: Retry | None = None,
+        stage: Callable[[Sequence[Accepted]], None] | None = None,
     ) -> None:
         self._store = store
         self._tracker = Tracker(store, policy)
         self._outlet = outlet
         self.retry = retry or Retry()
         self.counters = self.retry.counters
+        #: Called before each unit with the messages it applies (a partition's store stages
+        #: its position there, so the unit commits it).
+        self._stage = stage
 
     def handle(self, batch: Sequence[Inbound]) -> None:
         """Dead-letter the invalid, apply the rest, then send the alerts the units stored
@@ -283,6 +292,8 @@ class Projector:
         A message reusing an event id that other content owns is dead-lettered, not applied
         (:mod:`lineage.event_identity`)."""
         messages = [(a.event, a.claims) for a in accepted]
+        if self._stage is not None:
+            self._stage(accepted)
         try:
             claimed = self.retry(
                 f"applying {len(messages)} event(s)", self._tracker.apply_claimed, messages
@@ -341,10 +352,11 @@ class KafkaOutlet:
     over ``DEADLETTER_MAX_BYTES`` is cut there (header ``truncated``: the original size), as
     :class:`streams.kafka_log.KafkaEventLog` does."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, incidents: bool = True) -> None:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
+        self._with_incidents = incidents
         self._alerts_topic = settings.alerts_topic
         self._deadletter_topic = settings.deadletter_topic
         self._incidents_topic = settings.incidents_topic
@@ -371,13 +383,14 @@ class KafkaOutlet:
         records = [
             (alert.alert_id.encode(), alert.model_dump_json().encode(), None) for alert in alerts
         ]
-        self._send(self._alerts_topic, records, "publish alerts")
+        self.send(self._alerts_topic, records, "publish alerts")
         # after the alerts' acks: an incident message never runs ahead of its alerts
-        self.incidents.observe(alerts)
+        if self._with_incidents:
+            self.incidents.observe(alerts)
 
     def _publish_incidents(self, messages: Sequence[IncidentMessage]) -> None:
         records = [(m.key, m.body(), None) for m in messages]
-        self._send(self._incidents_topic, records, "publish incidents")
+        self.send(self._incidents_topic, records, "publish incidents")
 
     def dead_letter(self, rejects: Sequence[Rejected]) -> None:
         records = []
@@ -391,19 +404,23 @@ class KafkaOutlet:
                 headers.append((TRUNCATED_HEADER, str(len(raw)).encode()))
                 raw = raw[:DEADLETTER_MAX_BYTES]
             records.append((reject.key, raw, headers))
-        self._send(self._deadletter_topic, records, "dead-letter")
+        self.send(self._deadletter_topic, records, "dead-letter")
 
-    def _send(
+    def send(
         self,
         topic: str,
         records: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]],
         what: str,
+        partition: int | None = None,
     ) -> None:
+        """Send and wait for every record's ack (``partition``: all of them to that one)."""
         from kafka.errors import KafkaError
 
         try:
             futures = [
-                self._producer.send(topic, key=key, value=value, headers=headers)
+                self._producer.send(
+                    topic, key=key, value=value, headers=headers, partition=partition
+                )
                 for key, value, headers in records
             ]
             self._producer.flush(timeout=PRODUCER_TIMEOUT_S)
@@ -557,17 +574,9 @@ def part_header(record: Any) -> bytes | None:
     return None
 
 
-def run_worker(settings: Settings, store: GraphStore, policy: Policy, loglevel: str) -> None:
-    """Run the projector in this process until SIGTERM/SIGINT: the first lets the batch in
-    hand finish and be committed, a second stops at once. Raises a ``StoreError`` when it has
-    to stop (a fatal error, or an outage longer than the retry budget), nothing committed for
-    the batch in hand."""
-    level = logging.getLevelName(loglevel.upper())
-    logging.basicConfig(
-        level=level if isinstance(level, int) else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    stop = threading.Event()
+def stop_on_signals(stop: threading.Event) -> dict[int, Any]:
+    """SIGTERM/SIGINT set ``stop`` (the batch in hand finishes); a second one stops at once.
+    Returns the previous handlers, for ``signal.signal`` to put back."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
@@ -575,7 +584,25 @@ def run_worker(settings: Settings, store: GraphStore, policy: Policy, loglevel: 
         log.warning("%s: finishing the batch in hand, then stopping", signal.strsignal(signum))
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def configure_logging(loglevel: str) -> None:
+    level = logging.getLevelName(loglevel.upper())
+    logging.basicConfig(
+        level=level if isinstance(level, int) else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_worker(settings: Settings, store: GraphStore, policy: Policy, loglevel: str) -> None:
+    """Run the projector in this process until SIGTERM/SIGINT: the first lets the batch in
+    hand finish and be committed, a second stops at once. Raises a ``StoreError`` when it has
+    to stop (a fatal error, or an outage longer than the retry budget), nothing committed for
+    the batch in hand."""
+    configure_logging(loglevel)
+    stop = threading.Event()
+    previous = stop_on_signals(stop)
     outlet: KafkaOutlet | None = None
     consumer = None
     try:

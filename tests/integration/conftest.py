@@ -218,6 +218,8 @@ def open_pipeline(services: Services, tmp_path: Path) -> Iterator[Pipeline]:
         alerts_topic=f"{run}.alerts",
         incidents_topic=f"{run}.incidents",
         deadletter_topic=f"{run}.deadletter",
+        changes_topic=f"{run}.changes",
+        state_dir=tmp_path / "partitions",
         key=TEST_KEY.decode(),
         store="neo4j",
         neo4j_uri=services.neo4j_uri,

@@ -1,0 +1,75 @@
+"""The partitioned topology's commands: ``processor`` (events -> each partition's local state
+-> alerts and changes topics) and ``sink`` (changes topic -> Neo4j, the served view).
+
+Registered on the main app with :func:`register`; see docs/scale.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.output import fail
+from lineage.errors import LineageError
+
+LogLevel = Annotated[str, typer.Option("--loglevel", help="log level: debug, info, warn, error")]
+
+
+def processor(
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="where this processor keeps its partitions' state (LINEAGE_STATE_DIR)",
+        ),
+    ] = None,
+    loglevel: LogLevel = "warn",
+) -> None:
+    """Run a partitioned processor: the events topic's partitions it is assigned, each with
+    its state on local disk; publishes alerts and the view's changes (until Ctrl-C)."""
+    from runtime.settings import load_settings
+    from runtime.wiring import build_policy
+    from streams.kafka_log import ensure_topics
+    from streams.partition_worker import run_processor
+
+    try:
+        settings = load_settings()
+        if state_dir is not None:
+            settings = settings.model_copy(update={"state_dir": state_dir})
+        settings.require_kafka()
+        policy = build_policy(settings)
+        ensure_topics(settings)
+        run_processor(settings, policy, loglevel)
+    except LineageError as exc:
+        raise fail(str(exc)) from None
+
+
+def sink(loglevel: LogLevel = "warn") -> None:
+    """Run a sink: the changes topic -> Neo4j, the served view (until Ctrl-C)."""
+    from graph.neo4j_store import Neo4jStore
+    from runtime.service import open_store
+    from runtime.settings import load_settings
+    from streams.kafka_log import ensure_topics
+    from streams.view_sink import run_sink
+
+    try:
+        settings = load_settings()
+        settings.require_kafka()
+        ensure_topics(settings)
+        store = open_store(settings)
+    except LineageError as exc:
+        raise fail(str(exc)) from None
+    try:
+        assert isinstance(store, Neo4jStore)
+        run_sink(settings, store, loglevel)
+    except LineageError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(processor)
+    app.command()(sink)
