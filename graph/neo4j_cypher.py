@@ -307,9 +307,10 @@ FETCH_LOCKING: Final = _KEEP_PLAN + _LOCKS + _STATE + _READS + _RETURN
 #: MERGE check of each would re-read what the state read just did (its ``Expand(Into)``
 #: checks were 40 % of this statement's database hits in a ``PROFILE``). Dataset-level facts
 #: are MERGEd or checked (edges and runs: few per batch), since in the partitioned topology
-#: every partition reports them (``lineage.changes``). Runs keep an index-seek check first. Dropping an identifier's
-#: copies locks their datasets: a unit that read them as arrivals (under the dataset's lock)
-#: then waits, or deadlocks and is retried, instead of carrying a copy the recompute removed.
+#: every partition reports them (``lineage.changes``). Runs keep an index-seek check first.
+#: Dropping an identifier's copies locks their datasets: a unit that read them as arrivals
+#: (under the dataset's lock) then waits, or deadlocks and is retried, instead of carrying a
+#: copy the recompute removed.
 WRITE: Final = (
     _KEEP_PLAN
     + """

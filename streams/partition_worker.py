@@ -5,10 +5,10 @@ Each partition this worker is assigned has a :class:`graph.partition_store.Parti
 in ``state_dir`` (one SQLite file per partition, held with an exclusive lock): its working
 state in memory, journaled, with its position (the offset of the next event to apply)
 committed in the same transaction as each unit. On assignment the worker loads the state,
-sends what its outboxes still hold (alerts, changes), and seeks to the position. Kafka's committed offset is only a hint for
-tools (lag): ahead or behind, it decides nothing. A record below the position (redelivered)
-is skipped; a partition whose file is absent (moved to a new host) starts from offset 0 and
-rebuilds its state from its own partition of the log.
+sends what its outboxes still hold (alerts, changes), and seeks to the position. Kafka's
+committed offset is only a hint for tools (lag): ahead or behind, it decides nothing. A
+record below the position (redelivered) is skipped; a partition whose file is absent (moved
+to a new host) starts from offset 0 and rebuilds its state from its own partition of the log.
 
 Per batch and partition: invalid messages are dead-lettered, the rest applied (bisected on a
 permanent failure, as :class:`streams.projector.Projector` does), then the position is moved

@@ -105,7 +105,8 @@ def assert_reference(scale: ScaleOut, reference: Reference) -> None:
     for name in ("flows", "uses"):
         extra = getattr(view, name) - getattr(reference.snapshot, name)
         missing = getattr(reference.snapshot, name) - getattr(view, name)
-        assert not (extra or missing), (name, sorted(map(str, extra))[:3], sorted(map(str, missing))[:3])
+        assert not (extra or missing), (name, sorted(map(str, extra))[:3],
+                                        sorted(map(str, missing))[:3])  # fmt: skip
     assert view == reference.snapshot
     active = {a.alert_id for a in reference.alerts if a.status == "active"}
     sent = {
