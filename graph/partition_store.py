@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from graph.errors import TransientStoreError
 from graph.sqlite_store import SqliteStore
-from lineage.changes import UnitChange, decode, encode_body
+from lineage.changes import UnitChange, decode, encode_pieces
 from lineage.errors import StoreError
 from lineage.event_identity import Claim
 from lineage.ports import Writes
@@ -29,6 +29,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL);
 """
 POSITION = "position"
+#: A change's body at most (a unit's rows over it travel as several changes): under Kafka's
+#: 1 MiB message limit, with room for the numbering, key and framing.
+CHANGE_MAX_BYTES = 900 * 1024
 #: How long opening waits for the worker that held the partition to close it.
 OPEN_WAIT_S = 60.0
 
@@ -36,7 +39,9 @@ OPEN_WAIT_S = 60.0
 class PartitionStore(SqliteStore):
     """A writer :class:`SqliteStore` whose units also record their changes and position."""
 
-    def __init__(self, path: Path | str, partition: int) -> None:
+    def __init__(
+        self, path: Path | str, partition: int, change_limit: int = CHANGE_MAX_BYTES
+    ) -> None:
         # exclusive: a worker that lost the partition but has not closed it yet (it does
         # after its poll) holds it until then, so two processes never apply to one state
         db = sqlite3.connect(str(path), isolation_level=None, timeout=OPEN_WAIT_S)
@@ -56,6 +61,7 @@ class PartitionStore(SqliteStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot create the partition's tables: {exc}") from exc
         self.partition = partition
+        self._change_limit = change_limit
         self._unit_writes: list[Writes] | None = None
         self._unit_claims: list[Claim] = []
         self._staged: int | None = None
@@ -96,9 +102,8 @@ class PartitionStore(SqliteStore):
     def _end_unit(self) -> None:
         writes = [w for w in self._unit_writes or () if _any(w)]
         if writes or self._unit_claims:
-            self._db.execute(
-                "INSERT INTO changes (body) VALUES (?)", (encode_body(writes, self._unit_claims),)
-            )
+            pieces = encode_pieces(writes, self._unit_claims, self._change_limit)
+            self._db.executemany("INSERT INTO changes (body) VALUES (?)", [(p,) for p in pieces])
         if self._staged is not None and self._staged > self.position:
             self.set_meta(POSITION, str(self._staged))
 

@@ -64,6 +64,68 @@ def encode_body(writes: list[Writes], claims: list[Claim]) -> bytes:
     return encode(UnitChange(0, 0, tuple(writes), tuple(claims)))
 
 
+def encode_pieces(writes: list[Writes], claims: list[Claim], limit: int) -> list[bytes]:
+    """The unit's rows as outbox bodies of at most ``limit`` bytes each, in the order a sink
+    must apply them. A store applies one ``Writes`` as facts (kind by kind, in ``FactRows``
+    order: identifiers before their erasures, datasets before their runs), then drops, then
+    copies, then alerts; cutting that sequence anywhere and applying the pieces in order gives
+    the same result, so a unit too big for one Kafka message travels as several changes,
+    each with its own seq. Claims, which no row depends on, travel apart when they must."""
+    body = encode_body(writes, claims)
+    if len(body) <= limit:
+        return [body]
+    if claims:
+        rest = encode_pieces(writes, [], limit) if writes else []
+        return rest + _claim_pieces(claims, limit)
+    if len(writes) > 1:
+        half = len(writes) // 2
+        return encode_pieces(writes[:half], [], limit) + encode_pieces(writes[half:], [], limit)
+    first, second = _halves(writes[0])
+    return encode_pieces([first], [], limit) + encode_pieces([second], [], limit)
+
+
+def _claim_pieces(claims: list[Claim], limit: int) -> list[bytes]:
+    body = encode_body([], claims)
+    if len(body) <= limit or len(claims) < 2:
+        return [body]
+    half = len(claims) // 2
+    return _claim_pieces(claims[:half], limit) + _claim_pieces(claims[half:], limit)
+
+
+def _halves(w: Writes) -> tuple[Writes, Writes]:
+    """Two writes that, applied in order, do what ``w`` does (see ``encode_pieces``)."""
+    has_rest = bool(w.dropped or w.copies or w.alerts)
+    if w.facts and has_rest:
+        return Writes(facts=w.facts), Writes(None, w.dropped, w.copies, w.alerts)
+    if w.facts:
+        atoms = [(n, r) for n in _FACTS for r in getattr(w.facts, n)]
+        if len(atoms) < 2:
+            raise InvalidEventError("one fact row is over the changes topic's message limit")
+        half = len(atoms) // 2
+        return Writes(facts=_rows(atoms[:half])), Writes(facts=_rows(atoms[half:]))
+    if (w.dropped or w.copies) and w.alerts:
+        return Writes(None, w.dropped, w.copies), Writes(alerts=w.alerts)
+    if len(w.copies) > 1:
+        half = len(w.copies) // 2
+        return Writes(None, w.dropped, w.copies[:half]), Writes(copies=w.copies[half:])
+    if len(w.alerts) > 1:
+        half = len(w.alerts) // 2
+        return Writes(alerts=w.alerts[:half]), Writes(alerts=w.alerts[half:])
+    if len(w.dropped) > 1 and not w.copies:
+        drops = sorted(w.dropped)
+        return Writes(dropped=set(drops[: len(drops) // 2])), Writes(
+            dropped=set(drops[len(drops) // 2 :])
+        )
+    raise InvalidEventError("one row of a unit is over the changes topic's message limit")
+
+
+def _rows(atoms: list[tuple[str, Row]]) -> FactRows:
+    rows = FactRows()
+    for name, row in atoms:
+        getattr(rows, name).append(row)
+    return rows
+
+
 def decode(raw: bytes, partition: int | None = None, seq: int | None = None) -> UnitChange:
     """A change read back; ``partition``/``seq`` override the body's (the outbox's numbering)."""
     try:

@@ -9,7 +9,8 @@ its own :class:`PartitionStore` in the delivered order and batching, and:
 - the union of the partitions' graphs equals the graph of one store that applied the whole
   history (identifiers, copies, alerts, runs, everything in ``GraphSnapshot``);
 - a view fed only the partitions' changes (decoded from their wire form, some sent twice,
-  partitions interleaved) holds that same graph and the same alerts;
+  partitions interleaved, units cut into several changes under a small size limit) holds
+  that same graph and the same alerts;
 - a partition reopened from its file holds the state and position it committed.
 """
 
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from graph.partition_store import PartitionStore
 from graph.sqlite_store import SqliteStore
 from graph.store import GraphSnapshot
-from lineage.changes import UnitChange, coalesce, decode, encode
+from lineage.changes import UnitChange, coalesce, decode, encode, encode_pieces
 from lineage.event_identity import claims_of
 from lineage.events import DataFlowed, Event
 from lineage.policy import Policy
@@ -80,13 +81,19 @@ def _feed(view: SqliteStore, changes: list[UnitChange], chunk: int) -> None:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(data=st.data(), partitions=st.sampled_from([1, 2, 3, 4]), chunk=st.integers(1, 6))
+@given(
+    data=st.data(),
+    partitions=st.sampled_from([1, 2, 3, 4]),
+    chunk=st.integers(1, 6),
+    limit=st.sampled_from([3_000, 6_000, 1 << 20]),
+)
 def test_partitions_answer_as_one_store(
     data: st.DataObject,
     partitions: int,
     chunk: int,
+    limit: int,
     policy: Policy,
     tmp_path_factory: object,
 ) -> None:
@@ -97,7 +104,8 @@ def test_partitions_answer_as_one_store(
         Tracker(whole, policy).apply_claimed([(e, claims_of(e)) for e in batch])
 
     directory = Path(tmp_path_factory.mktemp("partitions"))  # type: ignore[attr-defined]
-    stores = [PartitionStore(directory / f"p{p}.sqlite", p) for p in range(partitions)]
+    # a small change limit: units travel as several changes, which the view applies in order
+    stores = [PartitionStore(directory / f"p{p}.sqlite", p, limit) for p in range(partitions)]
     for p, store in enumerate(stores):
         routed = [[r for e in batch for r in route(e, partitions) if r.partition == p]
                   for batch in batches]  # fmt: skip
@@ -161,3 +169,24 @@ def test_routing_keeps_an_identifiers_events_together() -> None:
 
 def _events(batches: list[list[Event]]) -> int:
     return sum(len(b) for b in batches)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), limit=st.sampled_from([1_500, 2_500, 4_000]))
+def test_a_unit_cut_into_pieces_applies_as_the_whole(
+    data: st.DataObject, limit: int, policy: Policy
+) -> None:
+    """Each ``Writes`` of a unit cut down to pieces under ``limit`` bytes, applied in order,
+    gives the store the whole writes give (facts before drops, drops before copies)."""
+    history = data.draw(histories(), label="history")
+    recorded = PartitionStore(":memory:", 0, 1 << 20)
+    Tracker(recorded, policy).apply_claimed([(e, claims_of(e)) for e in history])
+    (change,) = recorded.unpublished_changes(10)
+    whole, cut = SqliteStore(":memory:"), SqliteStore(":memory:")
+    whole.atomically(lambda: [whole.write(w) for w in change.writes])
+    pieces = [decode(p, 0, n) for w in change.writes
+              for n, p in enumerate(encode_pieces([w], [], limit))]  # fmt: skip
+    for piece in pieces:
+        cut.atomically(lambda piece=piece: [cut.write(w) for w in piece.writes])
+    assert cut.snapshot() == whole.snapshot()
+    assert _alerts(cut) == _alerts(whole)
