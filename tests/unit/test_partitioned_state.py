@@ -30,6 +30,7 @@ from lineage.changes import UnitChange, coalesce, decode, encode, encode_pieces
 from lineage.event_identity import claims_of
 from lineage.events import DataFlowed, Event
 from lineage.policy import Policy
+from lineage.ports import Writes
 from lineage.tracker import Tracker
 from streams.partitioning import Routed, partition_of, route
 from tests.histories import batchings, histories
@@ -183,10 +184,18 @@ def test_a_unit_cut_into_pieces_applies_as_the_whole(
     Tracker(recorded, policy).apply_claimed([(e, claims_of(e)) for e in history])
     (change,) = recorded.unpublished_changes(10)
     whole, cut = SqliteStore(":memory:"), SqliteStore(":memory:")
-    whole.atomically(lambda: [whole.write(w) for w in change.writes])
+    _write_all(whole, change.writes)
     pieces = [decode(p, 0, n) for w in change.writes
               for n, p in enumerate(encode_pieces([w], [], limit))]  # fmt: skip
     for piece in pieces:
-        cut.atomically(lambda piece=piece: [cut.write(w) for w in piece.writes])
+        _write_all(cut, piece.writes)
     assert cut.snapshot() == whole.snapshot()
     assert _alerts(cut) == _alerts(whole)
+
+
+def _write_all(store: SqliteStore, writes: Iterable[Writes]) -> None:
+    def unit() -> None:
+        for w in writes:
+            store.write(w)
+
+    store.atomically(unit)
