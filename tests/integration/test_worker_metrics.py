@@ -17,11 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lineage.events import Event
 from lineage.inbound import InboundParser
+from lineage.reference_case import ADS
 from streams.kafka_log import ensure_topics
 from tests.integration.conftest import Pipeline
 from tests.integration.test_kafka_pipeline import _probe_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.neo4j, pytest.mark.timeout(180)]
+READ = {"type": "DataRead", "event_time": "2020-01-07T00:00:00Z", "producer": "bi",
+        "dataset": ADS, "job": "weekly-report"}  # fmt: skip
 PROBES = (({"phone": "+1 650 253 0000"}, "acct-m1"), ({"email": "probe@example.com"}, "acct-m2"))
 
 
@@ -59,6 +62,7 @@ def test_worker_metrics_count_accepted_dead_lettered_and_alerts_by_rule(
         for identifier, subject in PROBES
         for record in _violation(identifier, subject)
     ]
+    events.append(parser.parse_record(READ, observed))  # a job that read ads and wrote none
     ensure_topics(pipeline.settings)
     producer = KafkaProducer(bootstrap_servers=pipeline.settings.kafka_bootstrap)
     producer.send(pipeline.settings.events_topic, b'{"type": "DataUsed", "event_id": ')
@@ -82,7 +86,7 @@ def test_worker_metrics_count_accepted_dead_lettered_and_alerts_by_rule(
 
     stored = Counter(alert.rule for alert in pipeline.store.alerts())
     assert sum(stored.values()) == 2, pipeline.worker_output()
-    assert samples[("lineage_events_total", (("outcome", "accepted"),))] == len(events) == 6
+    assert samples[("lineage_events_total", (("outcome", "accepted"),))] == len(events) == 7
     assert samples[("lineage_dead_letters_total", ())] == 1
     by_rule = {
         dict(labels)["rule"]: value
@@ -93,3 +97,4 @@ def test_worker_metrics_count_accepted_dead_lettered_and_alerts_by_rule(
     assert samples[("lineage_unit_seconds_count", ())] >= 1
     assert samples[("lineage_consumer_lag", ())] == 0
     assert len(pipeline.read_topic(pipeline.settings.deadletter_topic)) == 1
+    assert ("read", ADS, "weekly-report", "weekly-report") in pipeline.store.edges()
