@@ -17,6 +17,7 @@ from cli.output import errors, fail
 from lineage.errors import ConfigurationError, InvalidEventError, LineageError
 
 if TYPE_CHECKING:
+    from runtime.metrics import WorkerMetrics
     from runtime.settings import Settings
 
 # The drivers and the pydantic-heavy modules load inside the commands (a fast ``--help``).
@@ -36,6 +37,15 @@ def worker(
     loglevel: Annotated[
         str, typer.Option("--loglevel", help="log level: debug, info, warn, error")
     ] = "warn",
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: off)",
+        ),
+    ] = 0,
 ) -> None:
     """Run the projector: events topic -> graph store -> alerts topic (until Ctrl-C)."""
     from runtime.service import open_store
@@ -51,6 +61,7 @@ def worker(
         _require_durable_store(settings)
         policy = build_policy(settings)
         ensure_topics(settings)
+        metrics = _serve_metrics(metrics_port) if metrics_port else None
         store = open_store(settings)
     except LineageError as exc:
         raise fail(str(exc)) from None
@@ -59,11 +70,25 @@ def worker(
             rewind_group(settings, projector_group_id(settings))
             store.clear()
             errors.print("graph emptied; replaying the events topic from the beginning")
-        run_worker(settings, store, policy, loglevel)
+        run_worker(settings, store, policy, loglevel, metrics)
     except LineageError as exc:
         raise fail(str(exc)) from None
     finally:
         store.close()
+
+
+def _serve_metrics(port: int) -> WorkerMetrics:
+    """Opt-in, and on localhost only: a port taken is a mistake to say before consuming."""
+    from runtime.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    try:
+        metrics.serve(port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}"
+        ) from None
+    return metrics
 
 
 def _require_durable_store(settings: Settings) -> None:

@@ -335,7 +335,8 @@ def downstream(
     dataset: Annotated[str, typer.Argument(help="a dataset key, system:name")],
     as_json: JsonOption = False,
 ) -> None:
-    """Every dataset, job and use that data in DATASET can reach (by any flow)."""
+    """Every dataset, job and use that data in DATASET can reach (by any flow), jobs that
+    only read it included."""
     from cli import render
 
     with _service(as_json, writer=False) as service:
@@ -346,6 +347,8 @@ def downstream(
     console.print(escape(f"downstream of {dataset}: {len(found.datasets)} dataset(s)"))
     for key in found.datasets:
         console.print(escape(f"  dataset {key}"))
+    for job in found.jobs:
+        console.print(escape(f"  job {job}"))
     for used, job, purpose in found.uses:
         console.print(escape(f"  used in {used} by {job} for {purpose}"))
 

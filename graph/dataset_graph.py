@@ -2,8 +2,9 @@
 
 Identifiers number in the millions and live in the stores; datasets, jobs and purposes number in
 the hundreds, so their graph fits in memory and networkx answers "what is downstream of this
-dataset" directly. Nodes are ``("dataset", key)`` and ``("purpose", key)``; each edge carries
-its ``job`` and ``kind`` (see ``GraphStore.edges``).
+dataset" directly. Nodes are ``("dataset", key)``, ``("purpose", key)`` and ``("job", name)``
+(a job that only read: its read ends there); each edge carries its ``job`` and ``kind`` (see
+``GraphStore.edges``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ Node = tuple[str, str]
 def build(edges: Iterable[tuple[str, str, str, str]]) -> nx.MultiDiGraph[Node]:
     graph: nx.MultiDiGraph[Node] = nx.MultiDiGraph()
     for kind, a, b, job in edges:
-        target = ("purpose", b) if kind in ("use", "specific") else ("dataset", b)
+        target = (
+            ("purpose", b) if kind in ("use", "specific")
+            else ("job", b) if kind == "read"
+            else ("dataset", b)
+        )  # fmt: skip
         graph.add_edge(("dataset", a), target, key=(kind, job), kind=kind, job=job)
     return graph
 

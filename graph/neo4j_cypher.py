@@ -14,6 +14,9 @@ Graph shape (times are epoch microseconds; ``origin`` is ``<purpose>@<collection
 - ``(:Dataset)-[:USED_FOR {job}]->(:Purpose {key})`` and
   ``(:Dataset)-[:USE_RUN {dataset, purpose, job, at, event_id}]->(:Purpose)``: the same for
   whole-dataset uses.
+- ``(:Dataset)-[:READ_RUN {dataset, job, at, event_id}]->(:Job)``: one per run of a job that
+  read the dataset and wrote none (``DataRead``); nothing propagates along it, so there is no
+  edge relationship beside the runs: the edge is their distinct (dataset, job).
 - ``(:Identifier)-[:CARRIED_TO {source, job, at, event_id}]->(:Dataset)``: a flow that listed
   the identifier (to its target dataset).
 - ``(:Identifier)-[:USED_IN {dataset, job, at, event_id}]->(:Purpose)``: a use that listed it.
@@ -57,6 +60,8 @@ SCHEMA: Final = (
     "FOR ()-[r:FLOW_RUN]-() ON (r.source, r.target, r.job, r.at, r.event_id)",
     "CREATE INDEX use_run_edge_at IF NOT EXISTS "
     "FOR ()-[r:USE_RUN]-() ON (r.dataset, r.purpose, r.job, r.at, r.event_id)",
+    "CREATE INDEX read_run_edge_at IF NOT EXISTS "
+    "FOR ()-[r:READ_RUN]-() ON (r.dataset, r.job, r.at, r.event_id)",
     # the outbox, oldest first, straight from the index (only queued alerts have the keys)
     "CREATE INDEX alert_outbox IF NOT EXISTS FOR (n:Alert) ON (n.queued_at, n.queued_index)",
 )
@@ -181,6 +186,15 @@ CALL () {
     }]) AS s_use_runs
 }
 CALL () {
+  UNWIND $r.state.read_runs AS k
+  WITH k WHERE EXISTS {
+    MATCH ()-[x:READ_RUN]->()
+    USING INDEX x:READ_RUN(dataset, job, at, event_id)
+    WHERE x.dataset = k[0] AND x.job = k[1] AND x.at = k[2] AND x.event_id = k[3]
+  }
+  RETURN collect(k) AS s_read_runs
+}
+CALL () {
   UNWIND $r.state.carried AS k
   MATCH (i:Identifier {ref: k[0]}), (t:Dataset {key: k[2]})
   WHERE EXISTS {
@@ -281,7 +295,8 @@ CALL () {{
 
 _RETURN: Final = """
 RETURN s_identifiers, s_datasets, s_jobs, s_collections, s_flow_edges, s_use_edges,
-       s_flow_runs, s_use_runs, s_carried, s_specific, identifiers, copies, carried, specific,
+       s_flow_runs, s_use_runs, s_read_runs, s_carried, s_specific, identifiers, copies,
+       carried, specific,
        flows, uses, arrivals, histories, alerts
 """
 
@@ -384,6 +399,18 @@ CALL () {
   }
   CREATE (d)-[:USE_RUN {dataset: row.a, purpose: row.b, job: row.job, at: row.at,
                         event_id: row.event_id}]->(p)
+}
+CALL () {
+  UNWIND $w.read_runs AS row
+  MATCH (d:Dataset {key: row.a}), (j:Job {name: row.job})
+  WHERE NOT EXISTS {
+    MATCH ()-[x:READ_RUN]->()
+    USING INDEX x:READ_RUN(dataset, job, at, event_id)
+    WHERE x.dataset = row.a AND x.job = row.job AND x.at = row.at
+      AND x.event_id = row.event_id
+  }
+  CREATE (d)-[:READ_RUN {dataset: row.a, job: row.job, at: row.at,
+                         event_id: row.event_id}]->(j)
 }
 CALL () {
   UNWIND $w.carried AS row
@@ -512,6 +539,10 @@ SNAPSHOT: Final = {
         RETURN r.dataset AS dataset, r.purpose AS purpose, r.job AS job,
                collect([r.at, r.event_id]) AS runs
     """,
+    "reads": """
+        MATCH ()-[r:READ_RUN]->()
+        RETURN r.dataset AS dataset, r.job AS job, collect([r.at, r.event_id]) AS runs
+    """,
     "carried": """
         MATCH (i:Identifier)-[c:CARRIED_TO]->(t:Dataset)
         RETURN i.ref AS identifier, c.source AS source, t.key AS target, c.job AS job,
@@ -530,7 +561,7 @@ SNAPSHOT: Final = {
 }
 
 #: The small dataset/job graph. Whole-dataset edges are one relationship each; edges of flows
-#: and uses of listed identifiers are distinct over their per-identifier records (a scan:
+#: and uses of listed identifiers, and reads, are distinct over their records (a scan:
 #: an operator's query, never on the write path).
 EDGES: Final = """
 CALL () {
@@ -545,6 +576,9 @@ CALL () {
   UNION
   MATCH ()-[u:USED_IN]->(p:Purpose)
   RETURN DISTINCT 'specific' AS kind, u.dataset AS a, p.key AS b, u.job AS job
+  UNION
+  MATCH ()-[r:READ_RUN]->()
+  RETURN DISTINCT 'read' AS kind, r.dataset AS a, r.job AS b, r.job AS job
 }
 RETURN kind, a, b, job
 """

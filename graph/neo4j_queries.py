@@ -40,6 +40,9 @@ CALL () {
   UNION
   MATCH ()-[u:USED_IN]->(p:Purpose) WHERE u.at <= $as_of
   RETURN DISTINCT 'specific' AS kind, u.dataset AS a, p.key AS b, u.job AS job
+  UNION
+  MATCH ()-[r:READ_RUN]->() WHERE r.at <= $as_of
+  RETURN DISTINCT 'read' AS kind, r.dataset AS a, r.job AS b, r.job AS job
 }
 RETURN kind, a, b, job
 """

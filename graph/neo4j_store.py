@@ -102,6 +102,7 @@ from lineage.model import (
     FlowEdge,
     IdentifierNode,
     Origin,
+    ReadEdge,
     Run,
     SpecificUse,
     UseEdge,
@@ -206,6 +207,7 @@ def _alert_props(alert: Alert) -> Row:
 def _state_params(keys: StateKeys) -> dict[str, list[Any]]:
     flow_runs = [[a, b, job, at, eid] for kind, a, b, job, at, eid in keys.runs if kind == "flow"]
     use_runs = [[a, b, job, at, eid] for kind, a, b, job, at, eid in keys.runs if kind == "use"]
+    read_runs = [[a, job, at, eid] for kind, a, _, job, at, eid in keys.runs if kind == "read"]
     return {
         "identifiers": keys.identifiers,
         "datasets": keys.datasets,
@@ -215,6 +217,7 @@ def _state_params(keys: StateKeys) -> dict[str, list[Any]]:
         "use_edges": sorted({(a, b, job) for a, b, job, _, _ in use_runs}),
         "flow_runs": flow_runs,
         "use_runs": use_runs,
+        "read_runs": read_runs,
         "carried": [list(k) for k in keys.carried],
         "specific": [list(k) for k in keys.specific],
     }
@@ -282,6 +285,7 @@ def _fact_params(rows: FactRows | None) -> dict[str, list[Row]]:
         "use_edges": [r for r in rows.edges if r["kind"] == "use"],
         "flow_runs": [r for r in rows.runs if r["kind"] == "flow"],
         "use_runs": [r for r in rows.runs if r["kind"] == "use"],
+        "read_runs": [r for r in rows.runs if r["kind"] == "read"],  # no edge relationship
         "carried": rows.carried,
         "specific": rows.specific,
     }
@@ -567,6 +571,9 @@ class Neo4jStore:
                     state.runs.add(key)
                 else:
                     state.previous[key] = previous[0] if previous else None
+        for dataset, job, at, eid in r["s_read_runs"]:
+            state.edges.add(("read", dataset, job, job))
+            state.runs.add(("read", dataset, job, job, at, eid))
         return state
 
     # -- the port: event identity ----------------------------------------------------------
@@ -761,6 +768,7 @@ class Neo4jStore:
             uses=frozenset(
                 UseEdge(r["dataset"], r["job"], r["purpose"], runs(r)) for r in parts["uses"]
             ),
+            reads=frozenset(ReadEdge(r["dataset"], r["job"], runs(r)) for r in parts["reads"]),
             carried=frozenset(
                 CarriedFlow(
                     r["identifier"], r["source"], r["target"], r["job"], r["at"], r["event_id"]

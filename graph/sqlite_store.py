@@ -32,6 +32,7 @@ from lineage.model import (
     FlowEdge,
     IdentifierNode,
     Origin,
+    ReadEdge,
     Run,
     SpecificUse,
     UseEdge,
@@ -626,6 +627,8 @@ class SqliteStore:
                             for k, a, b, job in edges if k == "flow"),
             uses=frozenset(UseEdge(a, job, b, runs(k, a, b, job))
                            for k, a, b, job in edges if k == "use"),
+            reads=frozenset(ReadEdge(a, job, runs(k, a, b, job))
+                            for k, a, b, job in edges if k == "read"),
             carried=frozenset(CarriedFlow(*r) for r in self._q(
                 f"SELECT i.ref, c.source, c.target, c.job, c.at, c.event_id FROM carried {join}")),
             specific_uses=frozenset(
@@ -893,8 +896,8 @@ class SqliteStore:
 
     def edges(self) -> list[tuple[str, str, str, str]]:
         """The small dataset/job graph: (kind, from, to, job) for every flow and use, of
-        whole datasets (``flow``/``use``) or of listed identifiers (``carried``/``specific``);
-        a use's ``to`` is its purpose."""
+        whole datasets (``flow``/``use``) or of listed identifiers (``carried``/``specific``),
+        and every read (``read``); a use's ``to`` is its purpose, a read's its job."""
         return [(k, a, b, j) for k, a, b, j in self._q("SELECT kind, a, b, job FROM edges")]
 
     def clear(self) -> None:

@@ -19,6 +19,7 @@ from lineage.model import (
     Copy,
     FlowEdge,
     IdentifierNode,
+    ReadEdge,
     SpecificUse,
     UseEdge,
 )
@@ -31,8 +32,9 @@ from lineage.report import Tally
 class GraphSnapshot:
     """A backend-neutral picture of the whole graph, for equality checks across stores.
 
-    ``datasets`` holds (key, system, name); ``FlowEdge.runs``/``UseEdge.runs`` are sorted;
-    ``alerts`` holds the ids of *active* alerts (withdrawn ones are left out).
+    ``datasets`` holds (key, system, name); the runs of ``FlowEdge``, ``UseEdge`` and
+    ``ReadEdge`` are sorted; ``alerts`` holds the ids of *active* alerts (withdrawn ones are
+    left out).
     """
 
     identifiers: frozenset[IdentifierNode] = field(default_factory=frozenset)
@@ -41,6 +43,7 @@ class GraphSnapshot:
     collections: frozenset[Collection] = field(default_factory=frozenset)
     flows: frozenset[FlowEdge] = field(default_factory=frozenset)
     uses: frozenset[UseEdge] = field(default_factory=frozenset)
+    reads: frozenset[ReadEdge] = field(default_factory=frozenset)
     carried: frozenset[CarriedFlow] = field(default_factory=frozenset)
     specific_uses: frozenset[SpecificUse] = field(default_factory=frozenset)
     copies: frozenset[Copy] = field(default_factory=frozenset)
@@ -83,8 +86,9 @@ class GraphStore(LineageStore, QueryReader, IncidentReader, Protocol):
 
     def edges(self) -> list[tuple[str, str, str, str]]:
         """The small dataset/job graph: (kind, from, to, job) for every flow (``flow``: whole
-        dataset, ``carried``: of listed identifiers) and use (``use``/``specific``; ``to`` is
-        the purpose), each once. ``graph.dataset_graph`` turns it into networkx."""
+        dataset, ``carried``: of listed identifiers), use (``use``/``specific``; ``to`` is
+        the purpose) and read (``read``: ``to`` is the job), each once.
+        ``graph.dataset_graph`` turns it into networkx."""
         ...
 
     def tally_between(self, since: datetime | None, until: datetime | None) -> Tally:

@@ -152,6 +152,16 @@ class DataUsed(EventEnvelope):
         return self
 
 
+class DataRead(EventEnvelope):
+    """A job read a dataset, wrote no dataset from it and declared no use purpose (a report,
+    an export out of the tracked systems): part of the lineage, downstream of the dataset.
+    Without a purpose it can never violate one: it raises no alert."""
+
+    type: Literal["DataRead"] = "DataRead"
+    dataset: DatasetRef
+    job: Name
+
+
 class IdentifierErased(EventEnvelope):
     """The identifier was erased; copies made after this time are not created."""
 
@@ -186,7 +196,7 @@ INCIDENT_EVENT_ADAPTER: TypeAdapter[IncidentEvent] = TypeAdapter(IncidentEvent)
 
 
 Event = Annotated[
-    IdentifierCollected | DataFlowed | DataUsed | IdentifierErased,
+    IdentifierCollected | DataFlowed | DataUsed | DataRead | IdentifierErased,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

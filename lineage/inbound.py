@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from lineage.errors import InvalidEventError, InvalidIdentifierError
 from lineage.events import (
     DataFlowed,
+    DataRead,
     DatasetRef,
     DataUsed,
     Event,
@@ -53,7 +54,7 @@ MAX_REASON_CHARS = 400
 #: Line breaks, other control characters and Unicode line/paragraph separators: a reason is
 #: one line of text whatever a library put in it.
 _NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_EVENT_MODELS = (IdentifierCollected, DataFlowed, DataUsed, IdentifierErased)
+_EVENT_MODELS = (IdentifierCollected, DataFlowed, DataUsed, DataRead, IdentifierErased)
 #: The only location names a reason may spell out: the models' own field names and type tags.
 #: Anything else in a location is a key the producer made up (``{"john@example.com": 1}`` is
 #: an extra field named by its raw value), so it is not echoed.

@@ -120,6 +120,16 @@ class UseEdge:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadEdge:
+    """A job that read a whole dataset without writing one or declaring a use: one run per
+    event (``DataRead``)."""
+
+    dataset: str
+    job: str
+    runs: tuple[Run, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CarriedFlow:
     """A flow that carried one listed identifier."""
 

@@ -11,6 +11,9 @@ OpenLineage describes datasets and jobs, never identifiers, so its lineage is da
 * a job (or run) declaring a use purpose (facet ``personalDataUse``) uses each of its inputs:
   a whole-dataset ``DataUsed``. The policy then raises the ordinary alert, whose evidence is the
   dataset-level path: collected in the origin dataset, flowed through jobs, used.
+* an input that a job neither copies to an output nor uses for a declared purpose is still
+  read by it: a ``DataRead`` (no purpose, so never an alert), so that a job reading datasets
+  and writing none is part of the lineage.
 
 Event ids are derived from (run id, event time, job, the fact), so re-delivering a RunEvent is a
 no-op; the START and COMPLETE of one run give the same edges, and the alert dated by the
@@ -33,6 +36,7 @@ from lineage.errors import InvalidEventError
 from lineage.events import (
     PURPOSE_PATTERN,
     DataFlowed,
+    DataRead,
     DatasetRef,
     DataUsed,
     Event,
@@ -270,13 +274,24 @@ class OpenLineageMapper:
                     continue
                 seen.add(eid)
                 yield DataFlowed(event_id=eid, source=source, target=target, job=job, **envelope)
-        for purpose in sorted(self._use_purposes(event)):
+        purposes = sorted(self._use_purposes(event))
+        for purpose in purposes:
             for used, _ in inputs:
                 eid = event_id("used", used.key, job, purpose)
                 if eid in seen:
                     continue
                 seen.add(eid)
                 yield DataUsed(event_id=eid, dataset=used, job=job, purpose=purpose, **envelope)
+        if purposes:
+            return
+        # An input that flowed nowhere (no output other than itself) and was used for no
+        # purpose was still read by the job: without this the job is absent from the lineage.
+        for read, _ in inputs:
+            eid = event_id("read", read.key, job)
+            if eid in seen or any(target != read for target, _ in outputs):
+                continue
+            seen.add(eid)
+            yield DataRead(event_id=eid, dataset=read, job=job, **envelope)
 
     def _use_purposes(self, event: RunEvent) -> set[str]:
         found = set()

@@ -18,6 +18,7 @@ from lineage.projection import (
     AddCarriedFlow,
     AddCollection,
     AddFlowRun,
+    AddReadRun,
     AddSpecificUse,
     AddUseRun,
     Change,
@@ -29,16 +30,20 @@ from lineage.projection import (
 )
 
 CollectionKey = tuple[str, str, str, int, str]  # identifier, dataset, purpose, at, event_id
-EdgeKey = tuple[str, str, str, str]  # kind ("flow" | "use"), source|dataset, target|purpose, job
+#: kind ("flow" | "use" | "read"), source|dataset, target|purpose|job, job: a read's ``b`` is
+#: its job, as in ``GraphStore.edges``.
+EdgeKey = tuple[str, str, str, str]
 RunKey = tuple[str, str, str, str, int, str]  # EdgeKey + (at, event_id)
 CarriedKey = tuple[str, str, str, str, int, str]  # identifier, source, target, job, at, eid
 SpecificKey = tuple[str, str, str, str, int, str]  # identifier, dataset, purpose, job, at, eid
 Row = dict[str, Any]
 
 
-def _run_key(m: AddFlowRun | AddUseRun) -> RunKey:
+def _run_key(m: AddFlowRun | AddUseRun | AddReadRun) -> RunKey:
     if isinstance(m, AddFlowRun):
         return ("flow", m.source, m.target, m.job, m.run.at, m.run.event_id)
+    if isinstance(m, AddReadRun):
+        return ("read", m.dataset, m.job, m.job, m.run.at, m.run.event_id)
     return ("use", m.dataset, m.purpose, m.job, m.run.at, m.run.event_id)
 
 
@@ -90,7 +95,7 @@ def keys_of(mutations: Sequence[Mutation]) -> StateKeys:
                 jobs.add(m.name)
             case AddCollection():
                 collections.add(_collection_key(m))
-            case AddFlowRun() | AddUseRun():
+            case AddFlowRun() | AddUseRun() | AddReadRun():
                 runs.add(_run_key(m))
             case AddCarriedFlow():
                 carried.add(_carried_key(m))
@@ -111,8 +116,9 @@ class NodeState:
 @dataclass
 class State:
     """What the store holds for the touched keys. ``edges`` are the (kind, a, b, job) of
-    existing flow/use edges among the runs' edges; ``previous`` maps each run key that is not
-    stored yet to the latest stored run time of its edge strictly before it (or None)."""
+    existing flow/use/read edges among the runs' edges; ``previous`` maps each flow or use run
+    key that is not stored yet to the latest stored run time of its edge strictly before it
+    (or None); a read's is not needed (nothing propagates along it)."""
 
     identifiers: dict[str, NodeState] = field(default_factory=dict)
     datasets: set[str] = field(default_factory=set)
@@ -194,7 +200,7 @@ class _Planner:
                      "at": c.at, "event_id": c.event_id}
                 )  # fmt: skip
                 return Change(m)
-            case AddFlowRun() | AddUseRun():
+            case AddFlowRun() | AddUseRun() | AddReadRun():
                 return self._run(m)
             case AddCarriedFlow(flow=f):
                 fkey = _carried_key(m)
@@ -230,7 +236,7 @@ class _Planner:
                 return Change(m)
         raise AssertionError(f"unhandled mutation {m!r}")  # pragma: no cover
 
-    def _run(self, m: AddFlowRun | AddUseRun) -> Change | None:
+    def _run(self, m: AddFlowRun | AddUseRun | AddReadRun) -> Change | None:
         s, rows = self.s, self.rows
         rkey = _run_key(m)
         if rkey in s.runs:
@@ -243,6 +249,8 @@ class _Planner:
             rows.edges.append({"kind": kind, "a": a, "b": b, "job": job})
         rows.runs.append({"kind": kind, "a": a, "b": b, "job": job, "at": m.run.at,
                           "event_id": m.run.event_id})  # fmt: skip
+        if isinstance(m, AddReadRun):
+            return Change(m)  # nothing propagates along a read: no earlier run is needed
         # Any lower bound of the latest earlier run is safe (a copy is carried by its first
         # run at or after it; a wider window only offers candidates that lose).
         at = m.run.at

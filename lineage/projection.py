@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from lineage.events import (
     DataFlowed,
+    DataRead,
     DatasetRef,
     DataUsed,
     Event,
@@ -63,6 +64,15 @@ class AddUseRun:
 
 
 @dataclass(frozen=True, slots=True)
+class AddReadRun:
+    """A run of a job reading a whole dataset (``DataRead``): an edge to the job alone."""
+
+    dataset: str
+    job: str
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
 class AddCarriedFlow:
     flow: CarriedFlow
 
@@ -86,6 +96,7 @@ Mutation = (
     | AddCollection
     | AddFlowRun
     | AddUseRun
+    | AddReadRun
     | AddCarriedFlow
     | AddSpecificUse
     | MarkErased
@@ -145,6 +156,10 @@ def project(event: Event) -> list[Mutation]:
                 use = SpecificUse(ref.ref, event.dataset.key, event.job, event.purpose, at, eid)
                 used += [_identifier(ref), AddSpecificUse(use)]
             return head + used
+        case DataRead():
+            run = Run(at, eid)
+            read = AddReadRun(event.dataset.key, event.job, run)
+            return [_dataset(event.dataset), PutJob(event.job), read]
         case IdentifierErased():
             return [_identifier(event.identifier), MarkErased(event.identifier.ref, at, eid)]
     raise AssertionError(f"unhandled event type {type(event).__name__}")  # pragma: no cover

@@ -152,7 +152,8 @@ class PathGroup:
 @dataclass(frozen=True)
 class BlastRow:
     """A node downstream and what it holds from one origin. ``kind`` ``dataset``: the copies
-    in ``dataset``; ``job``: a flow job, with what the dataset it reads holds; ``use``: a use
+    in ``dataset``; ``job``: a flow job, or a job that only read (``DataRead``), with what
+    the dataset it reads holds; ``use``: a use
     (``name`` = job, ``purpose``), with what the dataset it uses holds. A node holding nothing
     has one row with no origin and zeros."""
 
@@ -405,13 +406,16 @@ def erasure_gaps(
 def blast_radius(
     store: QueryReader, start: str, as_of: int | None = None, limit: int | None = None
 ) -> Page[BlastRow] | None:
-    """Everything downstream of a dataset (itself included) or of a job (its own flows and
-    uses, then everything downstream of its targets); None when no such dataset or job."""
+    """Everything downstream of a dataset (itself included), jobs that only read included, or
+    of a job (its own flows, uses and reads, then everything downstream of its targets); None
+    when no such dataset or job."""
     when = NOW if as_of is None else as_of
     edges = store.dataset_edges(when)
     flows = [(a, b, job) for kind, a, b, job in edges if kind in ("flow", "carried")]
     uses = [(a, b, job) for kind, a, b, job in edges if kind in ("use", "specific")]
+    reads = [(a, job) for kind, a, _, job in edges if kind == "read"]
     datasets = {a for a, _, _ in flows} | {b for _, b, _ in flows} | {a for a, _, _ in uses}
+    datasets |= {a for a, _ in reads}
     holdings_known = {h.dataset for h in store.holdings([start], when)}
     if start in datasets or start in holdings_known:
         frontier = [start]
@@ -419,10 +423,11 @@ def blast_radius(
     else:
         own = [(a, b, job) for a, b, job in flows if job == start]
         own_uses = [(a, b, job) for a, b, job in uses if job == start]
-        if not own and not own_uses:
+        own_reads = [(job, a) for a, job in reads if job == start]
+        if not own and not own_uses and not own_reads:
             return None
         frontier = [b for _, b, _ in own]
-        jobs_seen = {(job, a) for a, _, job in own}
+        jobs_seen = {(job, a) for a, _, job in own} | set(own_reads)
     reached: set[str] = set()
     while frontier:
         dataset = frontier.pop()
@@ -433,6 +438,7 @@ def blast_radius(
             if a == dataset:
                 jobs_seen.add((job, a))
                 frontier.append(b)
+    jobs_seen |= {(job, a) for a, job in reads if a in reached}  # jobs that only read
     used = {
         (a, job, purpose)
         for a, purpose, job in uses

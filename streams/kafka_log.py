@@ -19,7 +19,7 @@ from kafka.errors import KafkaError, NoError
 
 from lineage.errors import StoreError
 from lineage.event_identity import Part
-from lineage.events import DataFlowed, DataUsed, Event, dump_event
+from lineage.events import DataFlowed, DataRead, DataUsed, Event, dump_event
 from runtime.settings import Settings
 from streams.log import Appended
 from streams.partitioning import route
@@ -62,7 +62,7 @@ def partition_key(event: Event) -> bytes:
     partition); flows and uses are keyed by the dataset they read, for readability."""
     if isinstance(event, DataFlowed):
         return event.source.key.encode()
-    if isinstance(event, DataUsed):
+    if isinstance(event, DataUsed | DataRead):  # a read: its dataset, like a use
         return event.dataset.key.encode()
     return event.identifier.ref.encode()  # IdentifierCollected, IdentifierErased
 

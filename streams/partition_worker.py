@@ -82,7 +82,7 @@ class Partitions:
             return self.stores[partition]
         store = PartitionStore(self.path(partition), partition)
         store.working_state()
-        projector = Projector(store, self.policy, self.outlet, self.retry, _stager(store))
+        projector = Projector(store, self.policy, self.outlet, self.retry, stage=_stager(store))
         self.stores[partition], self.projectors[partition] = store, projector
         projector.drain_outbox()
         self.send_changes(store)

@@ -71,7 +71,8 @@ from lineage.event_identity import Claim, Part, claims_of, reused_reason
 from lineage.events import Event, parse_event
 from lineage.inbound import describe_validation_error
 from lineage.policy import Policy
-from lineage.tracker import Tracker
+from lineage.tracker import Claimed, Tracker
+from runtime.metrics import LineageMetrics, WorkerMetrics
 from runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -236,7 +237,8 @@ def _short(exc: BaseException | None, limit: int = 300) -> str:
 class Projector:
     """Applies batches and drains the outbox; transport-free, so any loop (and the unit tests'
     fake outlet) can drive it. Raises only what must stop the worker: a fatal store error, or
-    a transient one that outlived the retry budget (the caller must then not commit)."""
+    a transient one that outlived the retry budget (the caller must then not commit).
+    ``metrics``: the Prometheus counters it keeps (a registry nobody serves when not given)."""
 
     def __init__(
         self,
@@ -244,6 +246,7 @@ class Projector:
         policy: Policy,
         outlet: Outlet,
         retry: Retry | None = None,
+        metrics: LineageMetrics | None = None,
         stage: Callable[[Sequence[Accepted]], None] | None = None,
     ) -> None:
         self._store = store
@@ -251,6 +254,7 @@ class Projector:
         self._outlet = outlet
         self.retry = retry or Retry()
         self.counters = self.retry.counters
+        self.metrics = metrics or LineageMetrics()
         #: Called before each unit with the messages it applies (a partition's store stages
         #: its position there, so the unit commits it).
         self._stage = stage
@@ -260,8 +264,7 @@ class Projector:
         (from memory: the outbox is read back only by ``drain_outbox``)."""
         accepted, rejected = triage(self._tracker, batch)
         if rejected:
-            self.retry("dead-lettering", self._outlet.dead_letter, rejected)
-            self.counters.dead_lettered += len(rejected)
+            self._dead_letter(rejected)
             log.warning("dead-lettered %d invalid message(s)", len(rejected))
         alerts: list[Alert] = []
         if accepted:
@@ -295,9 +298,7 @@ class Projector:
         if self._stage is not None:
             self._stage(accepted)
         try:
-            claimed = self.retry(
-                f"applying {len(messages)} event(s)", self._tracker.apply_claimed, messages
-            )
+            claimed = self.retry(f"applying {len(messages)} event(s)", self._timed_apply, messages)
         except FatalStoreError:
             raise
         except Exception as exc:
@@ -317,9 +318,7 @@ class Projector:
             item = accepted[0].item
             reason = apply_failure_reason(exc)
             log.error("message at %s: %s (%s); dead-lettered", item.origin, reason, _short(exc))
-            reject = Rejected(item.raw or b"", reason, item.origin, item.key)
-            self.retry("dead-lettering", self._outlet.dead_letter, [reject])
-            self.counters.dead_lettered += 1
+            self._dead_letter([Rejected(item.raw or b"", reason, item.origin, item.key)])
             return
         if claimed.reused:
             reused = [accepted[i] for i in claimed.reused]
@@ -328,10 +327,24 @@ class Projector:
                 for a in reused
             ]
             log.warning("dead-lettered %d message(s) reusing an event id", len(rejects))
-            self.retry("dead-lettering", self._outlet.dead_letter, rejects)
-            self.counters.dead_lettered += len(rejects)
+            self._dead_letter(rejects)
         alerts += claimed.alerts
-        self.counters.applied += len(messages) - len(claimed.reused)
+        applied = len(messages) - len(claimed.reused)
+        self.counters.applied += applied
+        self.metrics.events.labels("accepted").inc(applied)
+        self.metrics.count_alerts(claimed.alerts)
+
+    def _timed_apply(self, messages: Sequence[tuple[Event, Sequence[Claim]]]) -> Claimed:
+        """One attempt of a unit, timed when it commits (a failed attempt is no unit)."""
+        started = time.monotonic()
+        claimed = self._tracker.apply_claimed(messages)
+        self.metrics.unit_seconds.observe(time.monotonic() - started)
+        return claimed
+
+    def _dead_letter(self, rejects: Sequence[Rejected]) -> None:
+        self.retry("dead-lettering", self._outlet.dead_letter, rejects)
+        self.counters.dead_lettered += len(rejects)
+        self.metrics.dead_letters.inc(len(rejects))
 
 
 # -- Kafka ------------------------------------------------------------------------------------
@@ -483,15 +496,22 @@ class BatchSizer:
             self.target = max(self.minimum, self.target // 2)
 
 
+def behind(consumer: Any) -> int:
+    """Records the assigned partitions hold past the consumer's position, as of the high
+    watermarks of the last fetch (local reads: no request to the broker)."""
+    lag = 0
+    for tp in consumer.assignment() or ():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            lag += max(0, highwater - consumer.position(tp))
+    return lag
+
+
 def caught_up(consumer: Any) -> bool:
     """Whether every assigned partition's next record is its last known high watermark (no
     fetched record waits in the client and none was waiting at the broker at the last fetch).
     A partition not fetched yet (no watermark) does not count as behind."""
-    for tp in consumer.assignment() or ():
-        highwater = consumer.highwater(tp)
-        if highwater is not None and consumer.position(tp) < highwater:
-            return False
-    return True
+    return behind(consumer) == 0
 
 
 def poll_batch(consumer: Any, stop: threading.Event, sizer: BatchSizer | None = None) -> list[Any]:
@@ -548,14 +568,21 @@ def commit_batch(consumer: Any, records: Sequence[Any], retry: Retry) -> None:
 
 
 def consume(
-    consumer: Any, projector: Projector, stop: threading.Event, max_batches: int | None = None
+    consumer: Any,
+    projector: Projector,
+    stop: threading.Event,
+    max_batches: int | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> None:
-    """The loop: poll a batch, apply it, publish its alerts, commit it; until ``stop``."""
+    """The loop: poll a batch, apply it, publish its alerts, commit it; until ``stop``.
+    ``metrics``: its consumer lag gauge is set here, on the consumer's own thread."""
     projector.drain_outbox()  # alerts stored before a crash but never confirmed sent
     sizer = BatchSizer()
     batches = 0
     while not stop.is_set() and (max_batches is None or batches < max_batches):
         records = poll_batch(consumer, stop, sizer)
+        if metrics is not None:
+            metrics.consumer_lag.set(len(records) + behind(consumer))
         if not records:
             continue
         batch = [
@@ -564,6 +591,8 @@ def consume(
         ]
         projector.handle(batch)
         commit_batch(consumer, records, projector.retry)
+        if metrics is not None:
+            metrics.consumer_lag.set(behind(consumer))
         batches += 1
 
 
@@ -595,11 +624,17 @@ def configure_logging(loglevel: str) -> None:
     )
 
 
-def run_worker(settings: Settings, store: GraphStore, policy: Policy, loglevel: str) -> None:
+def run_worker(
+    settings: Settings,
+    store: GraphStore,
+    policy: Policy,
+    loglevel: str,
+    metrics: WorkerMetrics | None = None,
+) -> None:
     """Run the projector in this process until SIGTERM/SIGINT: the first lets the batch in
     hand finish and be committed, a second stops at once. Raises a ``StoreError`` when it has
     to stop (a fatal error, or an outage longer than the retry budget), nothing committed for
-    the batch in hand."""
+    the batch in hand. ``metrics``: kept up to date (serving them is the caller's)."""
     configure_logging(loglevel)
     stop = threading.Event()
     previous = stop_on_signals(stop)
@@ -608,9 +643,9 @@ def run_worker(settings: Settings, store: GraphStore, policy: Policy, loglevel: 
     try:
         outlet = KafkaOutlet(settings)
         consumer = create_consumer(settings)
-        projector = Projector(store, policy, outlet, Retry(stop=stop))
+        projector = Projector(store, policy, outlet, Retry(stop=stop), metrics)
         try:
-            consume(consumer, projector, stop)
+            consume(consumer, projector, stop, metrics=metrics)
         except KeyboardInterrupt:
             log.warning("stopped in the middle of a batch: it was not committed")
         except StoreError as exc:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from lineage.events import DataFlowed, DatasetRef, DataUsed, IdentifierCollected, IdentifierErased
+from lineage.events import (
+    DataFlowed,
+    DataRead,
+    DatasetRef,
+    DataUsed,
+    IdentifierCollected,
+    IdentifierErased,
+)
 from lineage.identifiers import Category, IdentifierRef
 
 T0 = datetime(2015, 1, 1, tzinfo=UTC)
@@ -87,6 +94,17 @@ def used(
         job=job,
         purpose=purpose,
         identifiers=[ref(w) for w in who] if who is not None else None,
+    )
+
+
+def read(eid: str, dataset: str, hours: float, job: str = "report-job") -> DataRead:
+    return DataRead(
+        event_id=eid,
+        event_time=at(hours),
+        observed_time=at(hours),
+        producer="test",
+        dataset=ds(dataset),
+        job=job,
     )
 
 

@@ -146,6 +146,7 @@ class UnitWriter:
         for request, report in zip(unit, reports, strict=True):
             self._metrics.events.labels("accepted").inc(report.accepted)
             self._metrics.events.labels("duplicate").inc(report.duplicates)
+            self._metrics.dead_letters.inc(len(report.rejected))
             _resolve(request, Outcome(report, unit_alerts=len(alerts)))
 
 

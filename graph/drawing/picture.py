@@ -21,7 +21,7 @@ from lineage.audit import CarriedOrigin, RouteExample
 from lineage.trace import Trace, TraceNode
 
 NodeKind = Literal["identifier", "dataset", "job", "use"]
-EdgeKind = Literal["collected", "flow", "use"]
+EdgeKind = Literal["collected", "flow", "use", "read"]
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,8 @@ def dataset_picture(
             u = b.use(target)
             b.edge(Edge(source, j, "use", origins, rules))
             b.edge(Edge(j, u, "use", origins, rules))
+        elif kind == "read":  # the job read the dataset and wrote none: the edge ends at it
+            b.edge(Edge(source, j, "read", tuple(sorted(held.get(a, ())))))
         else:
             origins = tuple(sorted(by_flow.get((a, target, job), ())))
             on_route = (a, target, job) in routed
@@ -218,7 +220,8 @@ def neighbourhood(picture: Picture, focus: str, depth: int) -> Picture:
     """The nodes within ``depth`` steps of ``focus``, upstream or downstream, and the edges
     among them. A step is a flow ``S -> J -> T``, a use ``D -> J -> P`` or a collection: it
     goes through a job from one of its inputs to one of its outputs (two inputs of one job
-    are not a step apart), and a job is kept when an input and an output of it are."""
+    are not a step apart), and a job is kept when an input and an output of it are, or, for
+    a job that only read (no output), when an input is."""
     kinds = {n.id: n.kind for n in picture.nodes}
     inputs: dict[str, set[str]] = {}
     outputs: dict[str, set[str]] = {}
@@ -237,7 +240,9 @@ def neighbourhood(picture: Picture, focus: str, depth: int) -> Picture:
         return replace(picture, nodes=(), edges=(), focus=focus)
     kept = set(nx.single_source_shortest_path_length(steps, focus, cutoff=depth))
     kept |= {
-        job for job, sources in inputs.items() if sources & kept and outputs.get(job, set()) & kept
+        job
+        for job, sources in inputs.items()
+        if sources & kept and (job not in outputs or outputs[job] & kept)
     }
     return replace(
         picture,

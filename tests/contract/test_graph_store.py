@@ -15,8 +15,8 @@ from graph.sqlite_store import SqliteStore
 from graph.store import GraphStore
 from lineage.alerts import Alert, EvidenceStep
 from lineage.event_identity import Claim
-from lineage.events import Event, from_micros
-from lineage.model import CarriedFlow, Collection, Copy, Origin, Run, SpecificUse
+from lineage.events import Event, from_micros, micros
+from lineage.model import CarriedFlow, Collection, Copy, Origin, ReadEdge, Run, SpecificUse
 from lineage.policy import Policy
 from lineage.ports import FirstRun, Request, Window, Writes
 from lineage.projection import (
@@ -230,9 +230,7 @@ def test_same_events_give_the_same_graph_and_alerts_as_the_embedded_store(
     assert len(store.alerts()) == 2
 
 
-def test_the_dataset_graph_names_every_flow_and_use_once(
-    store: GraphStore, policy: Policy
-) -> None:
+def test_the_dataset_graph_names_every_flow_and_use_once(store: GraphStore, policy: Policy) -> None:
     Tracker(store, policy).apply(
         [
             f.collected("c1", "ann", "auth:db", f.SECURITY, 0),
@@ -253,6 +251,47 @@ def test_the_dataset_graph_names_every_flow_and_use_once(
     assert found.datasets == ["ads:t", "lake:raw"]
     assert found.uses == [("ads:t", "use-job", f.ADS), ("lake:raw", "use-job", f.ANALYTICS)]
     assert downstream(build(store.edges()), "nowhere:x").datasets == []
+
+
+def test_a_job_that_only_reads_is_an_edge_to_it_downstream_and_as_of(
+    store: GraphStore, policy: Policy
+) -> None:
+    """A ``DataRead`` (the job read the dataset and wrote none) is a read edge dataset -> job:
+    the job is downstream of the dataset, from the read's time on; its redelivery and a
+    replay change nothing, and it raises no alert (no purpose)."""
+    events: list[Event] = [
+        f.collected("c1", "ann", "auth:db", f.SECURITY, 0),
+        f.flowed("f1", "auth:db", "lake:raw", 1),
+        f.read("r1", "lake:raw", 3),
+        f.read("r2", "lake:raw", 2),
+    ]
+    Tracker(store, policy).apply(events)
+    snapshot = store.snapshot()
+    Tracker(store, policy).apply(events[2:])  # redelivered
+    assert store.snapshot() == snapshot
+    store.clear()
+    Tracker(store, policy).apply(events[::-1])  # a replay, in another order
+    assert store.snapshot() == snapshot
+    assert snapshot.reads == {
+        ReadEdge("lake:raw", "report-job", (Run(micros(f.at(2)), "r2"), Run(micros(f.at(3)), "r1")))
+    }
+    assert "report-job" in snapshot.jobs
+    assert sorted(store.edges()) == [
+        ("flow", "auth:db", "lake:raw", "copy-job"),
+        ("read", "lake:raw", "report-job", "report-job"),
+    ]
+    found = downstream(build(store.edges()), "auth:db")
+    assert (found.datasets, found.jobs, found.uses) == (
+        ["lake:raw"],
+        ["copy-job", "report-job"],
+        [],
+    )
+    assert downstream(build(store.edges()), "lake:raw").jobs == ["report-job"]
+    assert ("read", "lake:raw", "report-job", "report-job") not in store.dataset_edges(
+        micros(f.at(1.5))
+    )
+    assert ("read", "lake:raw", "report-job", "report-job") in store.dataset_edges(micros(f.at(2)))
+    assert store.alerts() == []
 
 
 def test_the_store_tally_reports_what_the_alerts_say(store: GraphStore, policy: Policy) -> None:
@@ -293,6 +332,7 @@ def test_event_claims_are_kept_and_keys_read_but_not_owned_leave_no_trace(
         first: "d1",
         second: "d2",
     }
+
     def failing() -> None:
         claim([unowned], [Claim(unowned, "d3")])
         raise RuntimeError("the unit fails after claiming")

@@ -147,6 +147,24 @@ def test_blast_radius_of_a_job_and_of_nothing(history: GraphStore) -> None:
     assert q.blast_radius(history, "sync", as_of=us(5)) is None
 
 
+def test_blast_radius_lists_a_job_that_only_reads(history: GraphStore, policy: Policy) -> None:
+    """A job reading ads:t and writing nothing (``DataRead``) is a job row downstream of
+    auth:db, with what ads:t holds, from the read's time on; it is a start of its own."""
+    Tracker(history, policy).apply([f.read("r1", "ads:t", 25, job="weekly-report")])
+    report_rows = [
+        q.BlastRow("job", "weekly-report", "ads:t", None, SEC_ORIGIN, 3, 2),
+        q.BlastRow("job", "weekly-report", "ads:t", None, NEWS_ORIGIN, 1, 1),
+    ]
+    page = q.blast_radius(history, "auth:db")
+    assert page is not None
+    assert [r for r in page.rows if r.name == "weekly-report"] == report_rows
+    own = q.blast_radius(history, "weekly-report")
+    assert own is not None and own.rows == report_rows
+    then = q.blast_radius(history, "auth:db", as_of=us(24))
+    assert then is not None and all(r.name != "weekly-report" for r in then.rows)
+    assert q.blast_radius(history, "weekly-report", as_of=us(24)) is None
+
+
 def test_report_counts_people_per_violating_job(history: GraphStore) -> None:
     report = report_from(history.tally())
     assert report.people_by_job == {"matcher": 2, "profiler": 1}

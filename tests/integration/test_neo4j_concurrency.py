@@ -24,10 +24,11 @@ from graph import neo4j_cypher as cypher
 from graph.neo4j_store import Neo4jStore
 from graph.sqlite_store import SqliteStore
 from lineage.event_identity import claims_of
-from lineage.events import DataFlowed, DataUsed, Event
+from lineage.events import Event
 from lineage.policy import Policy
 from lineage.ports import Writes
 from lineage.tracker import Tracker
+from streams.kafka_log import partition_key
 from tests import factories as f
 from tests.conftest import require_service
 from tests.histories import History, histories
@@ -249,14 +250,8 @@ def test_a_recompute_and_a_run_reading_its_stale_copy_serialize(
 
 
 def _partition(event: Event) -> int:
-    """Kafka's keying: identifier events by identifier, flows and uses by dataset."""
-    if isinstance(event, DataFlowed):
-        key = event.source.key
-    elif isinstance(event, DataUsed):
-        key = event.dataset.key
-    else:
-        key = event.identifier.ref
-    return zlib.crc32(key.encode()) % 2
+    """Kafka's keying: identifier events by identifier, flows, uses and reads by dataset."""
+    return zlib.crc32(partition_key(event)) % 2
 
 
 def _apply_concurrently(

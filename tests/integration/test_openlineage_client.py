@@ -237,9 +237,9 @@ def test_client_runs_without_the_facet_give_lineage_and_no_alert(server: Server)
     _run(client, "audiences-matcher", [InputDataset(*ads)], [], MATCH)
 
     assert server.query("alerts")["alerts"] == []
-    assert server.query("downstream", AUTH_KEY) == {
+    assert server.query("downstream", AUTH_KEY) == {  # the matcher only read: still downstream
         "datasets": ["ads:matchable_identifiers"],
-        "jobs": ["ads-platform/identity-sync"],
+        "jobs": ["ads-platform/audiences-matcher", "ads-platform/identity-sync"],
         "uses": [],
     }
     assert server.stop() == 0

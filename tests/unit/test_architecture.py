@@ -56,5 +56,6 @@ def test_shipped_json_schemas_match_the_models() -> None:
         "IdentifierCollected",
         "DataFlowed",
         "DataUsed",
+        "DataRead",
         "IdentifierErased",
     }

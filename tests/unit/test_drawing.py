@@ -245,6 +245,32 @@ def test_neighbourhood_counts_a_flow_through_a_job_as_one_step(policy: Policy) -
     assert neighbourhood(picture, dataset_id("nowhere:x"), 2).nodes == ()
 
 
+def test_a_job_that_only_reads_is_drawn_at_the_end_of_a_read_edge(policy: Policy) -> None:
+    """A job reading ads:t and writing nothing: a ``read`` edge coloured by what ads:t holds,
+    kept in the dataset's neighbourhood, and a node in every rendering."""
+    store = SqliteStore(":memory:")
+    Tracker(store, policy).apply(
+        [
+            f.collected("c1", "ann", "auth:db", f.SECURITY, 0),
+            f.flowed("f1", "auth:db", "ads:t", 1, job="sync"),
+            f.read("r1", "ads:t", 2, job="weekly-report"),
+        ]
+    )
+    picture = dataset_picture(
+        store.edges(), store.carried_origins(), store.route_examples(), {f.SECURITY}, "t"
+    )
+    report = job_id("weekly-report")
+    assert Node(report, "job", "weekly-report") in picture.nodes
+    assert [e for e in picture.edges if report in (e.source, e.target)] == [
+        Edge("dataset:ads:t", report, "read", (f.SECURITY,))
+    ]
+    near = neighbourhood(picture, dataset_id("ads:t"), 1)
+    assert report in {n.id for n in near.nodes}
+    assert ("dataset:ads:t", report) in {(e.source, e.target) for e in near.edges}
+    for text in (to_dot(picture), to_mermaid(picture), to_svg(picture)):
+        assert "weekly-report" in text
+
+
 def test_an_identifier_picture_shows_its_tree_masked(policy: Policy) -> None:
     store = SqliteStore(":memory:")
     Tracker(store, policy).apply(

@@ -79,10 +79,24 @@ def test_malformed_event_ids_are_rejected(parser: InboundParser, event_id: str) 
 
 def test_shipped_schema_documents_the_event_id_pattern() -> None:
     schema = json.loads((ROOT / "lineage/schema/events.schema.json").read_text())
-    for name in ("IdentifierCollected", "DataFlowed", "DataUsed", "IdentifierErased"):
+    for name in ("IdentifierCollected", "DataFlowed", "DataUsed", "DataRead", "IdentifierErased"):
         event_id = schema["$defs"][name]["properties"]["event_id"]
         assert event_id["pattern"] == EVENT_ID_PATTERN
         assert event_id["maxLength"] == 128
+
+
+def test_a_read_carries_no_purpose_and_no_identifiers(parser: InboundParser) -> None:
+    """``DataRead`` is a job reading a whole dataset: a purpose (it could never alert) or a list
+    of identifiers is refused at the boundary, the raw value never echoed."""
+    read = {"type": "DataRead", "event_time": "2015-01-01T00:00:00Z", "producer": "bi",
+            "dataset": "ads:t", "job": "weekly-report"}  # fmt: skip
+    assert parser.parse_line(json.dumps(read), NOW).type == "DataRead"
+    reason = rejection(parser, json.dumps({**read, "purpose": "analytics.reporting"}))
+    assert reason == "DataRead.purpose: Extra inputs are not permitted"
+    listed = {**read, "identifiers": [{"phone": "+1 650 253 0000"}]}
+    reason = rejection(parser, json.dumps(listed))
+    assert reason == "DataRead.identifiers: Extra inputs are not permitted"
+    assert "650" not in reason
 
 
 # -- times -------------------------------------------------------------------------------------

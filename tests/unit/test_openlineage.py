@@ -18,6 +18,7 @@ from lineage.errors import InvalidEventError
 from lineage.events import (
     EVENT_ID_PATTERN,
     DataFlowed,
+    DataRead,
     DatasetRef,
     DataUsed,
     IdentifierCollected,
@@ -368,12 +369,41 @@ def test_without_the_facet_lineage_but_no_alert(service: LineageService) -> None
     plain_sync = run_event(RUN_SYNC, "2013-05-03T00:00:00Z", "identity-sync",
                            [dataset("auth", "contact_points")], [ADS_TABLE])  # fmt: skip
     report = service.ingest(lines(plain_sync, match({})), input_format="openlineage")
-    assert (report.accepted, report.alerts_raised, report.rejected) == (1, 0, [])
+    assert (report.accepted, report.alerts_raised, report.rejected) == (2, 0, [])
     assert service.alerts() == []
-    assert service.store.edges() == [
-        ("flow", "auth:contact_points", "ads:matchable_identifiers", "ads-platform/identity-sync")
+    matcher = "ads-platform/audiences-matcher"
+    assert sorted(service.store.edges()) == [
+        ("flow", "auth:contact_points", "ads:matchable_identifiers", "ads-platform/identity-sync"),
+        ("read", "ads:matchable_identifiers", matcher, matcher),
     ]
-    assert service.downstream("auth:contact_points").datasets == ["ads:matchable_identifiers"]
+    found = service.downstream("auth:contact_points")
+    assert found.datasets == ["ads:matchable_identifiers"]
+    assert found.jobs == [matcher, "ads-platform/identity-sync"]  # the reader is downstream
+    again = service.ingest(lines(plain_sync, match({})), input_format="openlineage")
+    assert (again.accepted, again.duplicates) == (0, 2)
+    edges = sorted(service.store.edges())
+    assert service.replay().events == 2  # rebuilt from the log: the read is in it
+    assert sorted(service.store.edges()) == edges
+
+
+def test_a_job_reading_and_writing_nothing_is_read_by_it(mapper: OpenLineageMapper) -> None:
+    """No output and no purpose: one ``DataRead`` per input, its id stable across redelivery;
+    an input that flows somewhere, or that the job uses for a purpose, is not also read."""
+    inputs = [dataset("ads", "matchable_identifiers"), dataset("crm", "people")]
+    report = run_event(RUN_MATCH, "2013-05-04T00:00:00Z", "weekly-report", inputs, [])
+    events = mapper.map(report, OBSERVED)
+    assert [(type(e), e.dataset.key, e.job) for e in events] == [  # type: ignore[union-attr]
+        (DataRead, "ads:matchable_identifiers", "ads-platform/weekly-report"),
+        (DataRead, "crm:people", "ads-platform/weekly-report"),
+    ]
+    assert [e.event_id for e in mapper.map(report, OBSERVED)] == [e.event_id for e in events]
+    onto_itself = run_event(RUN_MATCH, "2013-05-04T00:00:00Z", "dedupe", inputs, inputs[:1])
+    assert [(type(e), getattr(e, "dataset", None)) for e in mapper.map(onto_itself, OBSERVED)] == [
+        (DataFlowed, None),  # crm:people -> ads:...: the ads table flowed nowhere but itself
+        (DataRead, DatasetRef(system="ads", name="matchable_identifiers")),
+    ]
+    assert all(type(e) is DataUsed for e in mapper.map(match(), OBSERVED))
+    assert all(type(e) is DataFlowed for e in mapper.map(sync(), OBSERVED)[1:])
 
 
 def test_a_bad_line_is_rejected_whole_and_dead_lettered(service: LineageService) -> None:
