@@ -42,6 +42,7 @@ from graph.neo4j_store import Neo4jStore
 from graph.partition_store import PartitionStore
 from graph.sqlite_store import SqliteStore
 from lineage.event_identity import claims_of
+from lineage.events import IdentifierCollected
 from lineage.tracker import Tracker
 from runtime.settings import Settings
 from runtime.wiring import default_policy, default_taxonomy
@@ -243,6 +244,31 @@ def _sink_alone(settings: Settings, work: Path, events: int) -> dict[str, Any]:
             "process_cpu_s": [round(c, 2) for c in cpu]}  # fmt: skip
 
 
+def _recovery(users: int, work: Path) -> dict[str, Any]:
+    """A processor taking over partitions that hold ``users``' identifiers: from an empty
+    state directory (a new host: its partitions of the log replayed), then from the state
+    the first one left (the same host, or a moved disk: loaded)."""
+    events = _events(users)
+    identifiers = len({e.identifier.ref for e in events if isinstance(e, IdentifierCollected)})
+    replayed, settings = _variant("recovery", events, work, 1, False)
+    log = work / "recovery-load.log"
+    started = time.perf_counter()
+    process = _start("processor", settings, log)
+    try:
+        _wait(settings, processor_group_id(settings), settings.events_topic, "the state loaded")
+        loaded = time.perf_counter() - started
+    finally:
+        _stop([process])
+    return {
+        "users": users,
+        "identifiers": identifiers,
+        "events": len(events),
+        "replay_from_the_log_s": replayed["seconds"],
+        "load_from_local_state_s": round(loaded, 2),
+        "note": "both include starting the process and joining the group",
+    }
+
+
 def _neo4j() -> Neo4jStore:
     return Neo4jStore(
         os.environ["LINEAGE_NEO4J_URI"],
@@ -256,10 +282,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--skip-kafka", action="store_true", help="only the CPU division")
+    parser.add_argument(
+        "--recovery", type=int, metavar="USERS", help="only the recovery of USERS' partitions"
+    )
     args = parser.parse_args()
     if args.child:
         users, p, partition, directory = args.child
         _child(int(users), int(p), int(partition), directory)
+        return
+    if args.recovery:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(_recovery(args.recovery, Path(tmp)), indent=2))
         return
     events = _events(args.users)
     policy = default_policy(default_taxonomy())

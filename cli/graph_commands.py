@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 FORMAT_NAMES = ("dot", "mermaid", "svg", "html")
 
 
-
-
 def is_dataset_key(target: str) -> bool:
     """``system:name``: a colon and no '@' (no phone number or email has a colon)."""
     return ":" in target and "@" not in target

@@ -23,7 +23,15 @@ if TYPE_CHECKING:
 # The drivers and the pydantic-heavy modules load inside the commands (a fast ``--help``).
 
 
-
+MetricsPort = Annotated[
+    int,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: off)",
+    ),
+]
 
 
 def worker(
@@ -37,15 +45,7 @@ def worker(
     loglevel: Annotated[
         str, typer.Option("--loglevel", help="log level: debug, info, warn, error")
     ] = "warn",
-    metrics_port: Annotated[
-        int,
-        typer.Option(
-            "--metrics-port",
-            min=0,
-            max=65535,
-            help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: off)",
-        ),
-    ] = 0,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Run the projector: events topic -> graph store -> alerts topic (until Ctrl-C)."""
     from runtime.service import open_store
@@ -61,7 +61,7 @@ def worker(
         _require_durable_store(settings)
         policy = build_policy(settings)
         ensure_topics(settings)
-        metrics = _serve_metrics(metrics_port) if metrics_port else None
+        metrics = serve_metrics(metrics_port) if metrics_port else None
         store = open_store(settings)
     except LineageError as exc:
         raise fail(str(exc)) from None
@@ -77,7 +77,7 @@ def worker(
         store.close()
 
 
-def _serve_metrics(port: int) -> WorkerMetrics:
+def serve_metrics(port: int) -> WorkerMetrics:
     """Opt-in, and on localhost only: a port taken is a mistake to say before consuming."""
     from runtime.metrics import WorkerMetrics
 

@@ -52,8 +52,6 @@ AsOfOption = Annotated[
 ]
 
 
-
-
 @contextmanager
 def _service(
     as_json: bool,

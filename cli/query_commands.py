@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 console = Console()
 DEFAULT_LIMIT = 20
 QUERY_HELP = (
-    "paths | blast-radius DATASET|JOB | affected | collections | erasure-gaps "
-    "(docs/queries.md)"
+    "paths | blast-radius DATASET|JOB | affected | collections | erasure-gaps (docs/queries.md)"
 )
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from cli.kafka_commands import MetricsPort, serve_metrics
 from cli.output import fail
 from lineage.errors import LineageError
 
@@ -26,6 +27,7 @@ def processor(
         ),
     ] = None,
     loglevel: LogLevel = "warn",
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Run a partitioned processor: the events topic's partitions it is assigned, each with
     its state on local disk; publishes alerts and the view's changes (until Ctrl-C)."""
@@ -41,7 +43,8 @@ def processor(
         settings.require_kafka()
         policy = build_policy(settings)
         ensure_topics(settings)
-        run_processor(settings, policy, loglevel)
+        metrics = serve_metrics(metrics_port) if metrics_port else None
+        run_processor(settings, policy, loglevel, metrics)
     except LineageError as exc:
         raise fail(str(exc)) from None
 

@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 PROGRESS_EVERY_S = 2.0
 
 
-
-
 def _line(stream: Any, text: str) -> None:
     stream.write(text + "\n")
     stream.flush()

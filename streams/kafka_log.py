@@ -249,9 +249,7 @@ class KafkaEventLog:
             for key, routed in messages:
                 for partition, body, part in routed:
                     headers = None if part is None else [(PART_HEADER, part.header())]
-                    futures.append(
-                        self._send(self._events_topic, body, key, headers, partition)
-                    )
+                    futures.append(self._send(self._events_topic, body, key, headers, partition))
         finally:
             self._unsettled += futures
         self._wait(futures, "append to the event log")

@@ -34,6 +34,7 @@ from graph.partition_store import PartitionStore
 from lineage.changes import encode
 from lineage.errors import StoreError
 from lineage.policy import Policy
+from runtime.metrics import LineageMetrics, WorkerMetrics
 from runtime.settings import Settings
 from streams.consumer_group import (
     HEARTBEAT_INTERVAL_S,
@@ -52,6 +53,7 @@ from streams.projector import (
     Retry,
     _broker_error,
     _short,
+    behind,
     configure_logging,
     part_header,
     poll_batch,
@@ -65,9 +67,15 @@ class Partitions:
     """The partitions this worker owns: a store and a projector each."""
 
     def __init__(
-        self, settings: Settings, policy: Policy, outlet: KafkaOutlet, retry: Retry
+        self,
+        settings: Settings,
+        policy: Policy,
+        outlet: KafkaOutlet,
+        retry: Retry,
+        metrics: LineageMetrics | None = None,
     ) -> None:
         self.settings, self.policy, self.outlet, self.retry = settings, policy, outlet, retry
+        self.metrics = metrics or LineageMetrics()  # one set for all the partitions
         self.directory = Path(settings.state_dir)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.stores: dict[int, PartitionStore] = {}
@@ -82,7 +90,9 @@ class Partitions:
             return self.stores[partition]
         store = PartitionStore(self.path(partition), partition)
         store.working_state()
-        projector = Projector(store, self.policy, self.outlet, self.retry, stage=_stager(store))
+        projector = Projector(
+            store, self.policy, self.outlet, self.retry, self.metrics, _stager(store)
+        )
         self.stores[partition], self.projectors[partition] = store, projector
         projector.drain_outbox()
         self.send_changes(store)
@@ -247,10 +257,14 @@ def consume(
             if partition in partitions.stores and partition not in opened:
                 partitions.handle(partition, recs)
         hint_offsets(consumer, partitions)
+        if isinstance(partitions.metrics, WorkerMetrics):
+            partitions.metrics.consumer_lag.set(behind(consumer))
         batches += 1
 
 
-def run_processor(settings: Settings, policy: Policy, loglevel: str) -> None:
+def run_processor(
+    settings: Settings, policy: Policy, loglevel: str, metrics: WorkerMetrics | None = None
+) -> None:
     """Until SIGTERM/SIGINT (the batch in hand finishes first; a second signal stops at once).
     Raises a ``StoreError`` when it has to stop: a fatal error, or an outage longer than the
     retry budget (nothing of the batch in hand is lost: positions say what was applied)."""
@@ -262,7 +276,7 @@ def run_processor(settings: Settings, policy: Policy, loglevel: str) -> None:
     partitions: Partitions | None = None
     try:
         outlet = KafkaOutlet(settings, incidents=False)
-        partitions = Partitions(settings, policy, outlet, Retry(stop=stop))
+        partitions = Partitions(settings, policy, outlet, Retry(stop=stop), metrics)
         assignment = Assignment()
         consumer = create_consumer(settings, assignment)
         try:

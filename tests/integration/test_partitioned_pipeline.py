@@ -27,7 +27,7 @@ from kafka.errors import KafkaError
 from lineage.alerts import Alert
 from lineage.events import Event
 from streams.consumer_group import processor_group_id, sink_group_id
-from streams.kafka_log import rewind_group
+from streams.kafka_log import partitioned_messages, rewind_group
 from tests.integration.conftest import ROOT, Pipeline, Reference, open_pipeline
 
 pytestmark = [pytest.mark.kafka, pytest.mark.neo4j]
@@ -177,4 +177,25 @@ def test_one_two_one_processors_move_partitions_with_their_state(
     scale.stop("processor-a")  # 2 -> 1: a's partitions move to b
     scale.pipe.produce(case_events[2 * third :])
     scale.wait_done()
+    assert_reference(scale, reference)
+
+
+def test_processor_metrics_count_every_partitions_messages(
+    scale: ScaleOut, case_events: list[Event], reference: Reference
+) -> None:
+    """``lineage processor --metrics-port``: one set of metrics for all its partitions."""
+    from tests.integration.test_worker_metrics import _free_port, _samples
+
+    port = _free_port()
+    scale.pipe.produce(case_events)
+    scale.start("processor", [*PROCESSOR, "--metrics-port", str(port)])
+    scale.start("sink", SINK)
+    scale.wait_done()
+    samples = _samples(f"http://127.0.0.1:{port}/metrics")
+    partitions = scale.pipe.settings.topic_partitions
+    messages = sum(len(partitioned_messages(e, partitions)) for e in case_events)
+    assert samples[("lineage_events_total", (("outcome", "accepted"),))] == messages
+    raised = sum(v for (name, _), v in samples.items() if name == "lineage_alerts_total")
+    assert raised >= len({a.alert_id for a in reference.alerts if a.status == "active"})
+    assert samples[("lineage_consumer_lag", ())] == 0
     assert_reference(scale, reference)
