@@ -32,6 +32,7 @@ import pytest
 
 from lineage.events import Event, IdentifierErased
 from lineage.inbound import InboundParser
+from streams.consumer_group import processor_group_id
 from streams.projector import RETRY_BUDGET_S
 from tests.conftest import require_service
 from tests.integration.conftest import ROOT, Pipeline, Reference, Services
@@ -344,3 +345,71 @@ def test_kafka_outage_mid_stream_is_waited_out(
     pipeline.wait_caught_up()
     assert worker.poll() is None
     assert_clean(pipeline, reference)
+
+
+# -- the partitioned topology (``lineage processor`` + ``lineage sink``) ----------------------
+def test_neo4j_outage_stops_only_the_sink(
+    pipeline: Pipeline, gate: Gate, case_events: list[Event], reference: Reference
+) -> None:
+    """Neo4j away for ``NEO4J_DOWN_S``: the processors read no Neo4j, so they apply every
+    event meanwhile; the sink waits the outage out and then writes the view of a clean run."""
+    from tests.integration.test_partitioned_pipeline import (
+        PROCESSOR,
+        SINK,
+        ScaleOut,
+        assert_reference,
+    )
+
+    scale = ScaleOut(pipeline)
+    through(pipeline, gate)
+    half = len(case_events) // 2
+    pipeline.produce(case_events[:half])
+    scale.start("processor", PROCESSOR)
+    scale.start("sink", SINK)
+    scale.wait_done()
+
+    gate.down()
+    pipeline.produce(case_events[half:])
+    down_at = time.monotonic()
+    settings = pipeline.settings
+    wait_for(
+        lambda: scale.lag(processor_group_id(settings), settings.events_topic)[0]
+        == scale.lag(processor_group_id(settings), settings.events_topic)[1],
+        "the processors to apply everything with Neo4j away",
+        pipeline,
+    )
+    wait_for(lambda: "retrying in" in pipeline.worker_output(), "the sink's retry", pipeline)
+    while time.monotonic() - down_at < NEO4J_DOWN_S:
+        assert all(p.poll() is None for p in scale.processes.values()), pipeline.worker_output()
+        time.sleep(1)
+    gate.up()
+    scale.wait_done()
+    assert_reference(scale, reference)
+    assert "Traceback" not in pipeline.worker_output()
+
+
+def test_kafka_outage_is_waited_out_by_processor_and_sink(
+    pipeline: Pipeline, private: PrivateServices, case_events: list[Event], reference: Reference
+) -> None:
+    from tests.integration.test_partitioned_pipeline import (
+        PROCESSOR,
+        SINK,
+        ScaleOut,
+        assert_reference,
+    )
+
+    scale = ScaleOut(pipeline)
+    pipeline.produce(case_events)
+    scale.start("processor", PROCESSOR)
+    scale.start("sink", SINK)
+    wait_for(
+        lambda: pipeline.cypher("MATCH (i:Identifier) RETURN i LIMIT 1"),
+        "the first changes in the view",
+        pipeline,
+    )
+    private.stop("kafka")
+    time.sleep(KAFKA_DOWN_S)
+    assert all(p.poll() is None for p in scale.processes.values()), pipeline.worker_output()
+    private.start("kafka")
+    scale.wait_done()
+    assert_reference(scale, reference)
