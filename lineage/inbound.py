@@ -22,13 +22,14 @@ from pydantic import ValidationError
 
 from lineage.errors import InvalidEventError, InvalidIdentifierError
 from lineage.events import (
+    INCIDENT_EVENT_TYPES,
     DataFlowed,
     DatasetRef,
     DataUsed,
     Event,
     IdentifierCollected,
     IdentifierErased,
-    parse_event,
+    parse_produced,
 )
 from lineage.identifiers import MASKED_DISPLAY, Category, IdentifierRef, Pseudonymizer
 
@@ -59,7 +60,7 @@ _EVENT_MODELS = (IdentifierCollected, DataFlowed, DataUsed, IdentifierErased)
 #: an extra field named by its raw value), so it is not echoed.
 _KNOWN_NAMES = frozenset(
     name
-    for model in (*_EVENT_MODELS, DatasetRef, IdentifierRef)
+    for model in (*_EVENT_MODELS, *INCIDENT_EVENT_TYPES, DatasetRef, IdentifierRef)
     for name in (model.__name__, *model.model_fields)
 )
 
@@ -172,7 +173,7 @@ class InboundParser:
             )
             data["event_id"] = str(uuid.uuid5(EVENT_ID_NAMESPACE, canonical))
         try:
-            return parse_event(data)
+            return parse_produced(data)
         except ValidationError as exc:
             raise InvalidEventError(describe_validation_error(exc)) from None
 

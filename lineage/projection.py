@@ -15,6 +15,8 @@ from lineage.events import (
     Event,
     IdentifierCollected,
     IdentifierErased,
+    IncidentAcknowledged,
+    IncidentResolved,
     micros,
 )
 from lineage.identifiers import IdentifierRef
@@ -147,4 +149,6 @@ def project(event: Event) -> list[Mutation]:
             return head + used
         case IdentifierErased():
             return [_identifier(event.identifier), MarkErased(event.identifier.ref, at, eid)]
+        case IncidentAcknowledged() | IncidentResolved():
+            return []  # an officer's action is no graph fact: the tracker records it
     raise AssertionError(f"unhandled event type {type(event).__name__}")  # pragma: no cover

@@ -24,7 +24,7 @@ from graph import neo4j_cypher as cypher
 from graph.neo4j_store import Neo4jStore
 from graph.sqlite_store import SqliteStore
 from lineage.event_identity import claims_of
-from lineage.events import DataFlowed, DataUsed, Event
+from lineage.events import INCIDENT_EVENT_TYPES, DataFlowed, DataUsed, Event
 from lineage.policy import Policy
 from lineage.ports import Writes
 from lineage.tracker import Tracker
@@ -254,6 +254,8 @@ def _partition(event: Event) -> int:
         key = event.source.key
     elif isinstance(event, DataUsed):
         key = event.dataset.key
+    elif isinstance(event, INCIDENT_EVENT_TYPES):
+        key = event.incident_id
     else:
         key = event.identifier.ref
     return zlib.crc32(key.encode()) % 2

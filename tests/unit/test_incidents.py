@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.main import app
 from lineage.alerts import Alert, EvidenceStep
-from lineage.events import micros
+from lineage.events import IncidentAcknowledged, IncidentEvent, IncidentResolved, micros
 from lineage.identifiers import DATASET_LEVEL_SUBJECT
 from lineage.incidents import (
     QUIET_PERIOD,
@@ -36,6 +37,8 @@ from lineage.incidents import (
 )
 from lineage.reference_case import generate
 from lineage.report import tally
+from runtime.home import database
+from streams.local_log import LocalEventLog
 from tests.conftest import TEST_KEY
 
 T0 = datetime(2015, 1, 1, tzinfo=UTC)
@@ -232,6 +235,59 @@ def report_origins(found: dict[str, Any]) -> list[str]:
     return [i["origin_purpose"] for i in found["incidents"]]
 
 
+def _logged_actions(home: Path) -> list[IncidentEvent]:
+    """The officers' actions the home's event log holds (what ``lineage replay`` reads)."""
+    log = LocalEventLog(database(home), read_only=True)
+    try:
+        return [e for _, e in log.read() if isinstance(e, IncidentAcknowledged | IncidentResolved)]
+    finally:
+        log.close()
+
+
+def test_an_acknowledge_is_an_event_in_the_log_and_replay_keeps_who_and_why(
+    tmp_path: Path,
+) -> None:
+    cli = _cli(tmp_path / "home", LINEAGE_INCIDENT_QUIET_DAYS="100000")
+    _json(cli, "demo", "--users", "60")
+    target = _json(cli, "incidents")["incidents"][0]["incident_id"]
+    _json(cli, "ack-incident", target, "--by", "dpo@example.com", "--why", "looking at the sync")
+    (logged,) = _logged_actions(tmp_path / "home")
+    assert isinstance(logged, IncidentAcknowledged)
+    assert (logged.incident_id, logged.by, logged.why) == (
+        target, "dpo@example.com", "looking at the sync"
+    )  # fmt: skip
+    before = _json(cli, "incidents")
+    _json(cli, "replay")  # empties the projection, incident_actions included, and re-applies
+    after = _json(cli, "incidents")
+    assert after == before
+    mine = next(i for i in after["incidents"] if i["incident_id"] == target)
+    assert (mine["status"], mine["acknowledged_by"], mine["why"]) == (
+        "acknowledged", "dpo@example.com", "looking at the sync"
+    )  # fmt: skip
+
+
+def test_a_producer_cannot_send_an_officers_action(tmp_path: Path) -> None:
+    """Officers' actions enter through ack-incident / resolve-incident (or the API's incident
+    endpoints), not through ingest: the producers' schema does not have them."""
+    from lineage.errors import InvalidEventError
+    from lineage.identifiers import Pseudonymizer
+    from lineage.inbound import InboundParser
+
+    record = {"type": "IncidentAcknowledged", "event_time": "2020-01-01T00:00:00Z",
+              "producer": "p", "incident_id": "0" * 32, "by": "x", "why": "y"}  # fmt: skip
+    parser = InboundParser(Pseudonymizer(TEST_KEY))
+    with pytest.raises(InvalidEventError, match="expected tags"):
+        parser.parse_record(record, T0)
+
+
+def test_an_officers_action_is_keyed_by_its_incident_on_kafka() -> None:
+    from streams.kafka_log import partition_key
+
+    ack = IncidentAcknowledged(event_id="a-1", event_time=T0, observed_time=T0, producer="p",
+                               incident_id=IID, by="dpo", why="seen")  # fmt: skip
+    assert partition_key(ack) == IID.encode()
+
+
 def test_officers_acknowledge_and_resolve_and_replay_keeps_it(tmp_path: Path) -> None:
     cli = _cli(tmp_path / "home", LINEAGE_INCIDENT_QUIET_DAYS="100000")  # none resolves alone
     _json(cli, "demo", "--users", "120")
@@ -248,5 +304,8 @@ def test_officers_acknowledge_and_resolve_and_replay_keeps_it(tmp_path: Path) ->
     after = {i["incident_id"]: i for i in _json(cli, "incidents")["incidents"]}
     assert after[target]["status"] == "resolved" and after[target]["acknowledged_by"] == "dpo"
     assert {i["status"] for k, i in after.items() if k != target} == {"open"}
+    assert [type(e).__name__ for e in _logged_actions(tmp_path / "home")] == [
+        "IncidentAcknowledged", "IncidentResolved"
+    ]  # fmt: skip
     missing = cli.invoke(app, ["ack-incident", "f" * 32, "--by", "x", "--why", "y"])
     assert missing.exit_code == 1
