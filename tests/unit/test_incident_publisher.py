@@ -68,3 +68,34 @@ def test_a_unit_emits_an_incident_once_and_tick_flushes_due_updates() -> None:
     clock.now = 20
     (after,) = publisher.observe([withdrawn])
     assert after.incident.alerts == 1 and len(sent) == 3
+
+
+def test_the_stdout_sink_prints_incident_messages_bounded_like_the_topic() -> None:
+    """Embedded ingest's stdout (runtime.sinks.IncidentStreamSink): JSON lines of the same
+    messages the worker puts on the incidents topic, at most one per incident per interval and
+    per unit; close prints what is pending."""
+    import io
+    import json
+    from datetime import timedelta
+
+    from runtime.sinks import IncidentStreamSink
+
+    stream, clock = io.StringIO(), Clock()
+    sink = IncidentStreamSink(stream, True, 10.0, timedelta(days=30), clock)
+    alerts = [_alert(n, f"i{n}", n % 50, [f"p{n % 70}"], route=n % 2) for n in range(1_000)]
+    for unit in range(100):
+        sink.emit(alerts[unit * 10 : unit * 10 + 10])
+        clock.now += 1
+    sink.emit([])  # a unit without alerts prints nothing
+    sink.close()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [m["kind"] for m in lines[:2]] == ["opened", "opened"]
+    per_incident: dict[str, int] = {}
+    for m in lines:
+        per_incident[m["incident"]["incident_id"]] = (
+            per_incident.get(m["incident"]["incident_id"], 0) + 1
+        )
+    assert len(per_incident) == 2 and all(
+        2 <= n <= 1 + 100 // 10 + 1 for n in per_incident.values()
+    )
+    assert sum(m["incident"]["alerts"] for m in lines[-2:]) == 1_000

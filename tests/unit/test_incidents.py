@@ -309,3 +309,32 @@ def test_officers_acknowledge_and_resolve_and_replay_keeps_it(tmp_path: Path) ->
     ]  # fmt: skip
     missing = cli.invoke(app, ["ack-incident", "f" * 32, "--by", "x", "--why", "y"])
     assert missing.exit_code == 1
+
+
+def test_embedded_ingest_prints_incidents_beside_alerts_bounded_in_rate(tmp_path: Path) -> None:
+    """``lineage ingest`` (embedded, text) prints each incident's messages, rate-bounded as on
+    the incidents topic, after its alerts; ``LINEAGE_STDOUT_SEND`` picks alerts or incidents."""
+    source = tmp_path / "demo.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in generate(users=200).records) + "\n")
+
+    def printed(home: str, **extra: str) -> list[str]:
+        result = _cli(tmp_path / home, **extra).invoke(app, ["ingest", str(source)])
+        assert result.exit_code == 0, result.stdout
+        return result.stdout.splitlines()
+
+    both = printed("both")
+    alerts = [line for line in both if line.startswith("ALERT ")]
+    incidents = [line for line in both if line.startswith("INCIDENT ")]
+    found = _json(_cli(tmp_path / "both"), "incidents", "--all")
+    assert len(alerts) == sum(i["alerts"] for i in found["incidents"]) > 100
+    opened = [line.split()[2] for line in incidents if line.startswith("INCIDENT opened ")]
+    assert sorted(opened) == sorted(i["incident_id"][:12] for i in found["incidents"])
+    # the 60 s default interval: opened, then at most the update flushed at the end
+    assert len(incidents) <= 2 * len(opened)
+    assert both.index(incidents[0]) > both.index(alerts[0])  # never ahead of its alerts
+    alerts_only = printed("a", LINEAGE_STDOUT_SEND="alerts")
+    assert not any(line.startswith("INCIDENT ") for line in alerts_only)
+    only = printed("i", LINEAGE_STDOUT_SEND="incidents", LINEAGE_INCIDENT_INTERVAL_SECONDS="0")
+    assert not any(line.startswith("ALERT ") for line in only)
+    # interval 0: one message per incident per unit that raised its alerts, still not per alert
+    assert len(opened) <= len([x for x in only if x.startswith("INCIDENT ")]) < len(alerts)
