@@ -5,7 +5,14 @@ identifier; pending updates go out at close."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lineage.alerts import Alert
+from lineage.identifiers import DATASET_LEVEL_SUBJECT
+from lineage.incidents import fold, member_of
 from runtime.incident_publisher import IncidentMessage, IncidentPublisher
 from tests.unit.test_incidents import _alert
 
@@ -16,6 +23,9 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+QUIET_30 = timedelta(days=30)  # the publisher's default quiet period
 
 
 def _publisher(interval: float) -> tuple[IncidentPublisher, list[IncidentMessage], Clock]:
@@ -99,3 +109,40 @@ def test_the_stdout_sink_prints_incident_messages_bounded_like_the_topic() -> No
         2 <= n <= 1 + 100 // 10 + 1 for n in per_incident.values()
     )
     assert sum(m["incident"]["alerts"] for m in lines[-2:]) == 1_000
+
+
+_REVISION = st.tuples(
+    st.integers(0, 12),  # which alert (its id; its route, so its incident, is n % 2)
+    st.integers(0, 4),  # its identifier
+    st.floats(0, 120, allow_nan=False),  # days: gaps over the 30-day quiet period happen
+    st.sampled_from([[], ["p1"], ["p1", "p2"], ["p3"], [DATASET_LEVEL_SUBJECT]]),
+    st.booleans(),  # withdrawn
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(_REVISION, max_size=6), min_size=1, max_size=8))
+def test_incremental_counts_equal_the_fold_of_the_alerts_observed(
+    units: list[list[tuple[int, int, float, list[str], bool]]],
+) -> None:
+    """Each message's incident is what ``lineage.incidents.fold`` gives for the alerts the
+    publisher holds (revisions replace, withdrawals drop), however they came and went."""
+    publisher, _, clock = _publisher(interval=0)
+    active: dict[str, Alert] = {}
+    for unit in units:
+        alerts = []
+        for n, ident, days, subjects, withdrawn in unit:
+            alert = _alert(n, f"i{ident}", days, subjects, route=n % 2)
+            if withdrawn:
+                alert = alert.model_copy(update={"status": "withdrawn"})
+                active.pop(alert.alert_id, None)
+            else:
+                active[alert.alert_id] = alert
+            alerts.append(alert)
+        expected = {
+            i.incident_id: i
+            for i in fold([member_of(a) for a in active.values()], [], QUIET_30, None)
+        }
+        for message in publisher.observe(alerts):
+            assert message.incident == expected[message.incident.incident_id]
+        clock.now += 1
