@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-from lineage.events import IncidentEvent, from_micros, micros
+from lineage.events import INCIDENT_EVENT_ADAPTER, IncidentEvent, from_micros, micros
 from lineage.identifiers import DATASET_LEVEL_SUBJECT
 from lineage.incidents import Action, IncidentKey, Member, action_of
 from lineage.queries import people_of
@@ -89,6 +89,17 @@ def actions(db: sqlite3.Connection) -> list[Action]:
             "ORDER BY at, event_id"
         )
     ]
+
+
+def action_events(db: sqlite3.Connection) -> list[IncidentEvent]:
+    """The recorded actions as events (their kept JSON), in time order."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'incident_actions'"
+    ).fetchone()
+    if not exists:
+        return []
+    rows = db.execute("SELECT body FROM incident_actions ORDER BY at, event_id")
+    return [INCIDENT_EVENT_ADAPTER.validate_json(body) for (body,) in rows]
 
 
 def record_actions(db: sqlite3.Connection, events: Sequence[IncidentEvent]) -> None:

@@ -338,3 +338,25 @@ def test_embedded_ingest_prints_incidents_beside_alerts_bounded_in_rate(tmp_path
     assert not any(line.startswith("ALERT ") for line in only)
     # interval 0: one message per incident per unit that raised its alerts, still not per alert
     assert len(opened) <= len([x for x in only if x.startswith("INCIDENT ")]) < len(alerts)
+
+
+def test_replay_keeps_an_action_an_older_home_recorded_outside_the_log(tmp_path: Path) -> None:
+    """Before actions were logged, a home kept them only in ``incident_actions``; a replay
+    (which empties that table) appends them to the log first, so none is lost."""
+    from runtime.incidents import action_event
+    from runtime.service import LineageService
+    from runtime.settings import Settings
+
+    cli = _cli(tmp_path / "home", LINEAGE_INCIDENT_QUIET_DAYS="100000")
+    _json(cli, "demo", "--users", "40")
+    target = _json(cli, "incidents")["incidents"][0]["incident_id"]
+    old = action_event(target, "acknowledge", "dpo", "from before", datetime.now(UTC))
+    settings = Settings(home=tmp_path / "home", key=TEST_KEY.decode(), log="local",
+                        store="sqlite")  # fmt: skip
+    with LineageService.open(settings) as service:
+        service.store.record_incident_actions([old])  # the store only, as the old CLI did
+    assert _logged_actions(tmp_path / "home") == []
+    _json(cli, "replay")
+    assert _logged_actions(tmp_path / "home") == [old]
+    mine = next(i for i in _json(cli, "incidents")["incidents"] if i["incident_id"] == target)
+    assert (mine["status"], mine["why"]) == ("acknowledged", "from before")
