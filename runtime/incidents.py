@@ -140,7 +140,9 @@ def act(
     if chosen is None:
         return None
     event = action_event(chosen.incident_id, kind, by, why, at or datetime.now(UTC))
-    appended, _ = service.record([event])
+    # The recording alone: an action raises no alert, and ``service.record``'s publish would
+    # drain the store's outbox, which with Kafka is the worker's to send.
+    appended, _ = service.recording.record([event])
     if appended.conflicts:  # pragma: no cover - the id hashes the content
         raise StoreError(f"event id {event.event_id} is taken by other content")
     _, after = _fold(service, None, [core.action_of(event)])
