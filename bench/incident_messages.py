@@ -6,7 +6,8 @@ the embedded tracker (SQLite in memory); each unit's alerts go to the rate-limit
 time (``--slow`` multiplies it: a unit that took 10 ms counts as 10 s with ``--slow 1000``, a
 run as long as a production backlog). Printed per size and interval: alerts, incidents,
 incident messages (opened + updated + flushed at the end), and the bound
-incidents x (1 + run time / interval + 1). Run: ``python -m bench.incident_messages``.
+incidents x (1 + run time / interval + 1), and the real time the publisher took (``observe``
+and ``close``, not the tracker). Run: ``python -m bench.incident_messages``.
 """
 
 from __future__ import annotations
@@ -45,13 +46,18 @@ def run(users: int, batch: int, interval: float, slow: float) -> dict[str, float
 
     publisher = IncidentPublisher(sink, interval=interval, clock=lambda: simulated)
     alerts = 0
+    publishing = 0.0
     for start in range(0, len(events), batch):
         began = time.perf_counter()
         raised = tracker.apply(events[start : start + batch])
         simulated += (time.perf_counter() - began) * slow
         alerts += len(raised)
+        began = time.perf_counter()
         publisher.observe(raised)
+        publishing += time.perf_counter() - began
+    began = time.perf_counter()
     publisher.close()
+    publishing += time.perf_counter() - began
     incidents = len({m.incident.incident_id for m in sent})
     bound = incidents * (2 + (simulated // interval if interval else len(events) // batch))
     return {
@@ -62,6 +68,7 @@ def run(users: int, batch: int, interval: float, slow: float) -> dict[str, float
         "opened": sum(m.kind == "opened" for m in sent),
         "run_s": round(simulated, 1),
         "bound": bound,
+        "publisher_s": round(publishing, 3),
     }
 
 
@@ -72,12 +79,14 @@ def main() -> None:
     parser.add_argument("--interval", type=float, action="append", help="seconds (repeatable)")
     parser.add_argument("--slow", type=float, default=1000.0, help="simulated s per real s")
     args = parser.parse_args()
-    print("users | interval s | alerts | incidents | messages (opened) | run s (simulated) | bound")
+    print("users | interval s | alerts | incidents | messages (opened) | run s (simulated) | bound"
+          " | publisher s")  # fmt: skip
     for users in args.users or [2_000, 20_000]:
         for interval in args.interval or [60.0, 5.0]:
             r = run(users, args.batch, interval, args.slow)
             print(f"{r['users']} | {interval:g} | {r['alerts']} | {r['incidents']} | "
-                  f"{r['messages']} ({r['opened']}) | {r['run_s']} | {r['bound']:g}")  # fmt: skip
+                  f"{r['messages']} ({r['opened']}) | {r['run_s']} | {r['bound']:g} | "
+                  f"{r['publisher_s']}")  # fmt: skip
             assert r["messages"] <= r["bound"], r
 
 

@@ -63,15 +63,19 @@ def _service(
     """Queries open the home as readers (no lock, never blocked by a running ingest)."""
     from runtime.service import LineageService
     from runtime.settings import load_settings
-    from runtime.sinks import AlertSink, JsonlFileSink, StreamSink
+    from runtime.sinks import AlertSink, IncidentStreamSink, JsonlFileSink, StreamSink
 
     try:
         settings = load_settings(**(overrides or {}))
         sinks: list[AlertSink] = []
         if settings.log_kind == "local" and writer:
             sinks.append(JsonlFileSink(settings.home / "alerts.jsonl"))
-        if alerts_to_stdout:
+        if alerts_to_stdout and settings.stdout_send != "incidents":
             sinks.append(StreamSink(sys.stdout, as_json))
+        if alerts_to_stdout and settings.stdout_send != "alerts" and settings.log_kind == "local":
+            quiet = timedelta(days=settings.incident_quiet_days)
+            interval = settings.incident_interval_seconds
+            sinks.append(IncidentStreamSink(sys.stdout, as_json, interval, quiet))
         service = LineageService.open(settings, sinks, writer=writer, rebuilding=rebuilding)
     except LineageError as exc:
         raise fail(str(exc)) from None

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-from lineage.events import IncidentEvent, from_micros, micros
+from lineage.events import INCIDENT_EVENT_ADAPTER, IncidentEvent, from_micros, micros
 from lineage.identifiers import DATASET_LEVEL_SUBJECT
 from lineage.incidents import Action, IncidentKey, Member, action_of
 from lineage.queries import people_of
@@ -67,7 +67,8 @@ def watermark(db: sqlite3.Connection, as_of: int | None) -> int | None:
     return int(latest) if latest is not None else None
 
 
-#: Not one of the projection's tables: ``lineage replay`` (which empties those) keeps it.
+#: One of the projection's tables (``SqliteStore``'s schema): the actions are events in the
+#: log, so ``lineage replay`` empties it and records them again from the log.
 ACTIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS incident_actions (event_id TEXT PRIMARY KEY, "
     "incident_id TEXT NOT NULL, kind TEXT NOT NULL, by TEXT NOT NULL, why TEXT NOT NULL, "
@@ -90,14 +91,25 @@ def actions(db: sqlite3.Connection) -> list[Action]:
     ]
 
 
+def action_events(db: sqlite3.Connection) -> list[IncidentEvent]:
+    """The recorded actions as events (their kept JSON), in time order."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'incident_actions'"
+    ).fetchone()
+    if not exists:
+        return []
+    rows = db.execute("SELECT body FROM incident_actions ORDER BY at, event_id")
+    return [INCIDENT_EVENT_ADAPTER.validate_json(body) for (body,) in rows]
+
+
 def record_actions(db: sqlite3.Connection, events: Sequence[IncidentEvent]) -> None:
     """Idempotent: keyed by the event id (recording an action again is a no-op); the event's
-    JSON is kept beside its columns."""
+    JSON is kept beside its columns. Call inside the store's unit (``SqliteStore.atomically``):
+    it joins the transaction that appends and projects the action."""
     rows = []
     for event in events:
         a = action_of(event)
         rows.append((a.event_id, a.incident_id, a.kind, a.by, a.why, a.at,
                      event.model_dump_json()))  # fmt: skip
-    with db:
-        db.execute(ACTIONS_TABLE)
-        db.executemany("INSERT OR IGNORE INTO incident_actions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    db.execute(ACTIONS_TABLE)
+    db.executemany("INSERT OR IGNORE INTO incident_actions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)

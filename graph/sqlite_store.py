@@ -96,10 +96,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     revision INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, digest TEXT NOT NULL) WITHOUT ROWID;
 """
+SCHEMA += f"{sqlite_incidents.ACTIONS_TABLE};\n"  # officers' actions: from the log, like the rest
 
 PROJECTION_TABLES = (
     "identifiers", "subjects", "erasures", "datasets", "jobs", "collections", "edges", "runs",
-    "carried", "specific", "copies", "alerts", "outbox", "claims",
+    "carried", "specific", "copies", "alerts", "outbox", "claims", "incident_actions",
 )  # fmt: skip
 
 _COPY_FIELDS = "dataset, origin, epoch, since, hops, event_id, source, job"
@@ -772,7 +773,7 @@ class SqliteStore:
         return sqlite_incidents.watermark(self._db, as_of)
 
     def record_incident_actions(self, events: Sequence[IncidentEvent]) -> None:
-        sqlite_incidents.record_actions(self._db, events)
+        self.atomically(lambda: sqlite_incidents.record_actions(self._db, events))
 
     # -- the query layer's reads (lineage.queries.QueryReader; SQL in graph/sqlite_queries) --
     def violations(self, as_of: int) -> list[Violation]:

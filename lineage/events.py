@@ -189,24 +189,47 @@ class IncidentResolved(_IncidentAction):
     type: Literal["IncidentResolved"] = "IncidentResolved"
 
 
-#: Officers' actions on incidents: recorded with the incident reads (graph/*_incidents.py),
-#: not projected into the lineage graph (docs/incidents.md).
+#: Officers' actions on incidents: events in the log beside the lineage events (so replay and
+#: a rebuild from the topic give the same incidents), recorded with the incident reads
+#: (graph/*_incidents.py), not projected into the lineage graph (docs/incidents.md).
 IncidentEvent = Annotated[IncidentAcknowledged | IncidentResolved, Field(discriminator="type")]
 INCIDENT_EVENT_ADAPTER: TypeAdapter[IncidentEvent] = TypeAdapter(IncidentEvent)
+INCIDENT_EVENT_TYPES = (IncidentAcknowledged, IncidentResolved)
 
-
-Event = Annotated[
+#: What producers send (``lineage ingest``, ``emit``, the service's ingest, OpenLineage): the
+#: published schema. An officer's action enters only through ``ack-incident`` /
+#: ``resolve-incident`` or the API's incident endpoints.
+ProducedEvent = Annotated[
     IdentifierCollected | DataFlowed | DataUsed | DataRead | IdentifierErased,
+    Field(discriminator="type"),
+]
+PRODUCED_EVENT_ADAPTER: TypeAdapter[ProducedEvent] = TypeAdapter(ProducedEvent)
+
+#: What the log holds: the produced events and the officers' actions.
+Event = Annotated[
+    IdentifierCollected
+    | DataFlowed
+    | DataUsed
+    | DataRead
+    | IdentifierErased
+    | IncidentAcknowledged
+    | IncidentResolved,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
 def parse_event(data: dict[str, Any] | str | bytes) -> Event:
-    """Validate a canonical event; raises ``pydantic.ValidationError`` with field-level reasons."""
+    """Validate an event of the log; raises ``pydantic.ValidationError`` with field-level
+    reasons."""
     if isinstance(data, dict):
         return EVENT_ADAPTER.validate_python(data)
     return EVENT_ADAPTER.validate_json(data)
+
+
+def parse_produced(data: dict[str, Any]) -> ProducedEvent:
+    """Validate a producer's event: an officer's action is not one (its type is refused)."""
+    return PRODUCED_EVENT_ADAPTER.validate_python(data)
 
 
 def dump_event(event: Event) -> str:
@@ -214,7 +237,8 @@ def dump_event(event: Event) -> str:
 
 
 def event_json_schema() -> dict[str, Any]:
-    schema = EVENT_ADAPTER.json_schema()
+    """The producers' schema (officers' actions are not produced: ``ProducedEvent``)."""
+    schema = PRODUCED_EVENT_ADAPTER.json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "LineageEvent"
     schema["description"] = f"Lineage tracker event, schema version {SCHEMA_VERSION}"

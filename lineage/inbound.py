@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from lineage.errors import InvalidEventError, InvalidIdentifierError
 from lineage.events import (
+    INCIDENT_EVENT_TYPES,
     DataFlowed,
     DataRead,
     DatasetRef,
@@ -29,7 +30,7 @@ from lineage.events import (
     Event,
     IdentifierCollected,
     IdentifierErased,
-    parse_event,
+    parse_produced,
 )
 from lineage.identifiers import MASKED_DISPLAY, Category, IdentifierRef, Pseudonymizer
 
@@ -60,7 +61,7 @@ _EVENT_MODELS = (IdentifierCollected, DataFlowed, DataUsed, DataRead, Identifier
 #: an extra field named by its raw value), so it is not echoed.
 _KNOWN_NAMES = frozenset(
     name
-    for model in (*_EVENT_MODELS, DatasetRef, IdentifierRef)
+    for model in (*_EVENT_MODELS, *INCIDENT_EVENT_TYPES, DatasetRef, IdentifierRef)
     for name in (model.__name__, *model.model_fields)
 )
 
@@ -173,7 +174,7 @@ class InboundParser:
             )
             data["event_id"] = str(uuid.uuid5(EVENT_ID_NAMESPACE, canonical))
         try:
-            return parse_event(data)
+            return parse_produced(data)
         except ValidationError as exc:
             raise InvalidEventError(describe_validation_error(exc)) from None
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar, cast
 from lineage.alerts import Alert
 from lineage.errors import StoreError
 from lineage.event_identity import Claim
+from lineage.events import IncidentEvent
 from lineage.identifiers import Category
 from lineage.model import CarriedFlow, Collection, Copy, IdentifierNode, Run, SpecificUse
 from lineage.planner import EdgeKey, FactRows, NodeState, RunKey, State, StateKeys
@@ -146,6 +147,8 @@ class PartitionState:
         self._arrivals: dict[str, _Arrivals] = {}
         self._alerts: set[str] = set()
         self._claims: dict[str, str] = {}
+        #: Officers' actions applied to this state alone (a store keeps them in its tables).
+        self.incident_actions: dict[str, IncidentEvent] = {}
         self._erasure_events: dict[tuple[int, int], str] = {}  # (row id, at) -> event id
         self._strings: dict[str, str] = {}
         self.broken = False
@@ -165,6 +168,10 @@ class PartitionState:
     def write_claims(self, fresh: Sequence[Claim], absent: Sequence[str]) -> None:
         for claim in fresh:
             self._claims[claim.key] = claim.digest
+
+    def record_incident_actions(self, events: Sequence[IncidentEvent]) -> None:
+        for event in events:
+            self.incident_actions.setdefault(event.event_id, event)
 
     def _usable(self) -> None:
         if self.broken:

@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 
 from lineage.alerts import Alert
 from lineage.event_identity import Claim
+from lineage.events import IncidentEvent
 from lineage.model import CarriedFlow, Collection, Copy, IdentifierNode, Run, SpecificUse
 from lineage.planner import FactRows, State, StateKeys
 
@@ -115,3 +116,6 @@ class LineageStore(Protocol):
     def write_claims(self, fresh: Sequence[Claim], absent: Sequence[str]) -> None:
         """Inside the unit whose ``read_claims`` found no digest for ``absent``: store
         ``fresh`` (a subset of those keys); the others stay unclaimed."""
+
+    def record_incident_actions(self, events: Sequence[IncidentEvent]) -> None:
+        """Keep officers' actions (idempotent by event id), in the open unit if there is one."""

@@ -16,6 +16,8 @@ from lineage.events import (
     Event,
     IdentifierCollected,
     IdentifierErased,
+    IncidentAcknowledged,
+    IncidentResolved,
     micros,
 )
 from lineage.identifiers import IdentifierRef
@@ -162,4 +164,6 @@ def project(event: Event) -> list[Mutation]:
             return [_dataset(event.dataset), PutJob(event.job), read]
         case IdentifierErased():
             return [_identifier(event.identifier), MarkErased(event.identifier.ref, at, eid)]
+        case IncidentAcknowledged() | IncidentResolved():
+            return []  # an officer's action is no graph fact: the tracker records it
     raise AssertionError(f"unhandled event type {type(event).__name__}")  # pragma: no cover

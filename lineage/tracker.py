@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from lineage.alerts import Alert
 from lineage.event_identity import Claim, decide
-from lineage.events import DataUsed, Event, IdentifierCollected
+from lineage.events import INCIDENT_EVENT_TYPES, DataUsed, Event, IdentifierCollected, IncidentEvent
 from lineage.planner import keys_of, plan
 from lineage.policy import Policy
 from lineage.ports import LineageStore, Request, Writes
@@ -54,7 +54,8 @@ class Tracker:
         for event in events:
             self.check(event)
         mutations: list[Mutation] = [m for event in events for m in project(event)]
-        return self.store.atomically(lambda: self._apply(mutations))
+        actions = _actions(events)
+        return self.store.atomically(lambda: self._apply(mutations, actions))
 
     def apply_claimed(self, messages: Sequence[tuple[Event, Sequence[Claim]]]) -> Claimed:
         """``apply`` for a log that cannot refuse a reused id (Kafka): in the same unit,
@@ -68,18 +69,28 @@ class Tracker:
             stored = self.store.read_claims(keys)
             decision = decide([claims for _, claims in messages], stored)
             kept = [event for (event, _), ok in zip(messages, decision.accepted, strict=True) if ok]
-            alerts = self._apply([m for event in kept for m in project(event)])
+            alerts = self._apply([m for event in kept for m in project(event)], _actions(kept))
             self.store.write_claims(decision.fresh, [k for k in keys if k not in stored])
             reused = [i for i, ok in enumerate(decision.accepted) if not ok]
             return Claimed(alerts, reused)
 
         return self.store.atomically(unit)
 
-    def _apply(self, mutations: list[Mutation]) -> list[Alert]:
+    def _apply(self, mutations: list[Mutation], actions: list[IncidentEvent]) -> list[Alert]:
         # One unit: if we die half-way, nothing of it is stored and redelivery redoes it all.
+        if actions:  # keyed by event id: a redelivered action is a no-op
+            self.store.record_incident_actions(actions)
+        if not mutations:  # officers' actions only: no state to read (a CLI ack stays fast)
+            return []
         changes = merge_facts(self.store, mutations)
         if not changes:
             return []
         derived = PropagationPass(self.store, self.policy).run(changes)
         self.store.write(derived)
         return derived.alerts
+
+
+def _actions(events: Sequence[Event]) -> list[IncidentEvent]:
+    """The officers' actions among ``events``: no graph facts, recorded beside the incident
+    reads; incidents fold them with the alerts, so their order against the alerts is free."""
+    return [e for e in events if isinstance(e, INCIDENT_EVENT_TYPES)]

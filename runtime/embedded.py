@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from graph import sqlite_incidents
 from graph.sqlite_store import FORMAT, SqliteStore
 from lineage.errors import ConfigurationError
 from lineage.events import from_micros, micros
@@ -79,6 +80,7 @@ class EmbeddedHome:
         then, and the next writer to open the home applies the rest."""
         store = self.store
         if since is None:
+            self._log_recorded_actions()
             store.atomically(lambda: store.begin_rebuild(bulk=True))
         events = 0
         for chunk in batched((event for _, event in self.log.read(0, since, until)), batch):
@@ -94,6 +96,14 @@ class EmbeddedHome:
             store.atomically(lambda: store.set_meta("partial_until", mark))
         (self.path / homes.OLD_CHECKPOINT).unlink(missing_ok=True)
         return events
+
+    def _log_recorded_actions(self) -> None:
+        """A home written before officers' actions went to the log kept them only in
+        ``incident_actions``, which a rebuild empties: append them to the log first (those
+        already there are duplicates, a no-op), so the rebuild records them again."""
+        recorded = sqlite_incidents.action_events(self.log.connection)
+        if recorded:
+            self.log.append(recorded)
 
     def close(self) -> None:
         try:

@@ -12,27 +12,33 @@ After each unit the projector (or an embedded writer) hands the unit's alerts to
 So the number of incident messages is bounded by incidents x (1 + run time / interval), never
 by the number of identifiers. A message carries the incident as this publisher has seen it
 (alerts, identifiers, people, window from the alerts it observed; withdrawn alerts leave it);
-``lineage incidents`` gives the totals from the store. Messages are keyed by incident id, so
+``lineage incidents`` gives the totals from the store. The counts are kept per incident as
+alerts arrive and leave (``_Tally``), so an emission does not refold the incident's alerts: a
+publisher's cost is linear in the alerts it observes, not in alerts x emissions. Messages are
+keyed by incident id, so
 on the compacted ``lineage.incidents`` topic a consumer keeps the latest one per incident.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
 from lineage.alerts import Alert
+from lineage.events import from_micros
 from lineage.incidents import (
     Incident,
+    IncidentKey,
     Member,
     alertmanager_payload,
-    fold,
     incident_id,
-    key_of,
     member_of,
     pagerduty_event,
 )
@@ -66,12 +72,110 @@ class IncidentMessage:
         return json.dumps(self.as_json(), sort_keys=True).encode()
 
 
+class _Tally:
+    """An incident's counts kept as its alerts come and go, so an emission costs the same
+    whatever the number of alerts (``fold`` over every member would be linear in them): the
+    same incident ``lineage.incidents.fold`` gives for these members with no officer action
+    and no watermark (tests/unit/test_incident_publisher.py checks it)."""
+
+    def __init__(self, key: IncidentKey, quiet: int) -> None:
+        self.key = key
+        self._quiet = quiet
+        self.members: dict[str, Member] = {}  # by alert id: a revision replaces, a withdrawal drops
+        self._identifiers: Counter[str] = Counter()
+        self._people: Counter[str] = Counter()
+        self._times: Counter[int] = Counter()
+        self._distinct: list[int] = []  # sorted distinct violation times
+        self._gaps = 0  # consecutive distinct times at least a quiet period apart (reopened)
+        self._earliest: list[tuple[int, str]] = []  # heap of (at, alert id), stale entries too
+
+    def put(self, member: Member) -> None:
+        self.drop(member.alert_id)
+        self.members[member.alert_id] = member
+        if not member.dataset_level:
+            self._identifiers[member.identifier] += 1
+            self._people.update(member.people)
+        if self._times[member.at] == 0:
+            self._insert(member.at)
+        self._times[member.at] += 1
+        heapq.heappush(self._earliest, (member.at, member.alert_id))
+
+    def drop(self, alert_id: str) -> None:
+        member = self.members.pop(alert_id, None)
+        if member is None:
+            return
+        if not member.dataset_level:
+            _decrement(self._identifiers, member.identifier)
+            for person in member.people:
+                _decrement(self._people, person)
+        _decrement(self._times, member.at)
+        if member.at not in self._times:
+            self._remove(member.at)
+
+    def _gap(self, before: int, after: int) -> int:
+        return 1 if after - before >= self._quiet else 0
+
+    def _insert(self, at: int) -> None:
+        times = self._distinct
+        i = bisect.bisect_left(times, at)
+        before = times[i - 1] if i > 0 else None
+        after = times[i] if i < len(times) else None
+        if before is not None and after is not None:
+            self._gaps -= self._gap(before, after)
+        if before is not None:
+            self._gaps += self._gap(before, at)
+        if after is not None:
+            self._gaps += self._gap(at, after)
+        times.insert(i, at)
+
+    def _remove(self, at: int) -> None:
+        times = self._distinct
+        i = bisect.bisect_left(times, at)
+        before = times[i - 1] if i > 0 else None
+        after = times[i + 1] if i + 1 < len(times) else None
+        if before is not None:
+            self._gaps -= self._gap(before, at)
+        if after is not None:
+            self._gaps -= self._gap(at, after)
+        if before is not None and after is not None:
+            self._gaps += self._gap(before, after)
+        del times[i]
+
+    def _example(self) -> str:
+        heap = self._earliest
+        while True:  # drop entries of alerts withdrawn or revised since they were pushed
+            at, alert_id = heap[0]
+            member = self.members.get(alert_id)
+            if member is not None and member.at == at:
+                return alert_id
+            heapq.heappop(heap)
+
+    def incident(self, iid: str) -> Incident:
+        return Incident(
+            incident_id=iid, key=self.key, status="open", alerts=len(self.members),
+            identifiers=len(self._identifiers), people=len(self._people),
+            first_violation=from_micros(self._distinct[0]),
+            last_violation=from_micros(self._distinct[-1]),
+            example=self._example(), reopened=self._gaps,
+        )  # fmt: skip
+
+
+def _decrement(counts: Counter[Any], item: Any) -> None:
+    counts[item] -= 1
+    if counts[item] <= 0:
+        del counts[item]
+
+
 @dataclass
 class _State:
-    members: dict[str, Member] = field(default_factory=dict)
+    tally: _Tally
     sent: int = -1  # sequence of the last emission, -1: never announced
     last_sent: float = 0.0
     pending: bool = False
+
+    @property
+    def members(self) -> dict[str, Member]:
+        return self.tally.members
 
 
 class IncidentPublisher:
@@ -88,7 +192,9 @@ class IncidentPublisher:
         self._interval = interval
         self._quiet = quiet_period
         self._clock = clock
+        self._quiet_us = int(quiet_period / timedelta(microseconds=1))
         self._states: dict[str, _State] = {}
+        self._ids: dict[IncidentKey, str] = {}  # few distinct keys: one digest each
         self.emitted = 0  # messages handed to the sink
         self.observed = 0  # alerts observed
 
@@ -98,12 +204,17 @@ class IncidentPublisher:
         touched: dict[str, Alert | None] = {}
         for alert in alerts:
             self.observed += 1
-            iid = incident_id(key_of(alert))
-            state = self._states.setdefault(iid, _State())
+            member = member_of(alert)
+            iid = self._ids.get(member.key)
+            if iid is None:
+                iid = self._ids[member.key] = incident_id(member.key)
+            state = self._states.get(iid)
+            if state is None:
+                state = self._states[iid] = _State(_Tally(member.key, self._quiet_us))
             if alert.status == "active":
-                state.members[alert.alert_id] = member_of(alert)
+                state.tally.put(member)
             else:
-                state.members.pop(alert.alert_id, None)
+                state.tally.drop(alert.alert_id)
             state.pending = True
             best = touched.get(iid)
             if alert.status == "active" and (
@@ -119,7 +230,7 @@ class IncidentPublisher:
             if state.sent < 0:
                 if state.members:
                     messages.append(self._message(iid, state, now, touched[iid]))
-            elif now - state.last_sent >= self._interval:
+            elif now - state.last_sent >= self._interval and state.members:
                 messages.append(self._message(iid, state, now, None))
         return self._send(messages)
 
@@ -146,7 +257,7 @@ class IncidentPublisher:
     def _message(
         self, iid: str, state: _State, now: float, example: Alert | None
     ) -> IncidentMessage:
-        (incident,) = fold(state.members.values(), [], self._quiet, None)
+        incident = state.tally.incident(iid)
         state.sent += 1
         state.last_sent = now
         state.pending = False

@@ -5,12 +5,20 @@ the status and the counts are ``lineage.incidents.fold`` (docs/incidents.md)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lineage import incidents as core
-from lineage.events import IncidentAcknowledged, IncidentResolved, from_micros, micros
+from lineage.errors import StoreError
+from lineage.events import (
+    IncidentAcknowledged,
+    IncidentEvent,
+    IncidentResolved,
+    from_micros,
+    micros,
+)
 
 if TYPE_CHECKING:
     from runtime.service import LineageService
@@ -49,12 +57,17 @@ def _micros(as_of: datetime | None) -> int | None:
 
 
 def _fold(
-    service: LineageService, as_of: datetime | None
+    service: LineageService, as_of: datetime | None, extra: Sequence[core.Action] = ()
 ) -> tuple[list[core.Member], list[core.Incident]]:
+    """``extra``: actions appended to the log that the store may not have applied yet (with
+    Kafka the worker applies them); one already applied counts once."""
     when = _micros(as_of)
     store = service.store
     members = store.incident_members(when)
-    actions = [a for a in store.incident_actions() if when is None or a.at <= when]
+    stored = store.incident_actions()
+    known = {a.event_id for a in stored}
+    actions = [*stored, *(a for a in extra if a.event_id not in known)]
+    actions = [a for a in actions if when is None or a.at <= when]
     watermark = store.incident_watermark(when)
     return members, core.fold(members, actions, quiet_period(service), watermark)
 
@@ -117,23 +130,37 @@ def act(
     at: datetime | None = None,
 ) -> core.Incident | None:
     """An officer acknowledges or resolves an incident (or a unique prefix of its id): the
-    action becomes an event (``IncidentAcknowledged`` / ``IncidentResolved``) recorded,
-    idempotently by its event id, beside the incident reads. None: no such incident."""
+    action becomes an event (``IncidentAcknowledged`` / ``IncidentResolved``, its id derived
+    from its content) recorded as this deployment records events: appended to the log and
+    applied with it (embedded), or produced to the events topic for the worker to apply
+    (Kafka), so replay and a rebuild from the topic keep it. Returns the incident with the
+    action counted; None: no such incident."""
     _, found = _fold(service, None)
     chosen = _find(found, incident_id)
     if chosen is None:
         return None
-    when = at or datetime.now(UTC)
-    material = "\x1f".join((kind, chosen.incident_id, by, why, when.isoformat()))
+    event = action_event(chosen.incident_id, kind, by, why, at or datetime.now(UTC))
+    # The recording alone: an action raises no alert, and ``service.record``'s publish would
+    # drain the store's outbox, which with Kafka is the worker's to send.
+    appended, _ = service.recording.record([event])
+    if appended.conflicts:  # pragma: no cover - the id hashes the content
+        raise StoreError(f"event id {event.event_id} is taken by other content")
+    _, after = _fold(service, None, [core.action_of(event)])
+    return next(i for i in after if i.incident_id == chosen.incident_id)
+
+
+def action_event(
+    incident_id: str, kind: core.ActionKind, by: str, why: str, when: datetime
+) -> IncidentEvent:
+    """The event of an officer's action; equal actions (same incident, kind, who, why and
+    time) get the same id, so re-sending one is a duplicate, not a second action."""
+    material = "\x1f".join((kind, incident_id, by, why, when.isoformat()))
     event_id = f"incident-{kind}:{hashlib.sha256(material.encode()).hexdigest()[:32]}"
     model = IncidentAcknowledged if kind == "acknowledge" else IncidentResolved
-    event = model(
+    return model(
         event_id=event_id, event_time=when, observed_time=when, producer="lineage-officer",
-        incident_id=chosen.incident_id, by=by, why=why,
+        incident_id=incident_id, by=by, why=why,
     )  # fmt: skip
-    service.store.record_incident_actions([event])
-    _, after = _fold(service, None)
-    return next(i for i in after if i.incident_id == chosen.incident_id)
 
 
 def acknowledge(

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     incident_interval_seconds: float = Field(
         default=60.0, ge=0, description="at most one update per incident per interval"
     )
+    stdout_send: Literal["alerts", "incidents", "both"] = Field(
+        default="both",
+        description="what embedded `lineage ingest` prints as it records: alerts, incident "
+        "messages (bounded in rate, as on the incidents topic) or both",
+    )
 
     store: Literal["sqlite", "neo4j"] | None = None
     log: Literal["local", "kafka"] | None = None

@@ -19,7 +19,7 @@ from kafka.errors import KafkaError, NoError
 
 from lineage.errors import StoreError
 from lineage.event_identity import Part
-from lineage.events import DataFlowed, DataRead, DataUsed, Event, dump_event
+from lineage.events import INCIDENT_EVENT_TYPES, DataFlowed, DataRead, DataUsed, Event, dump_event
 from runtime.settings import Settings
 from streams.log import Appended
 from streams.partitioning import route
@@ -64,6 +64,8 @@ def partition_key(event: Event) -> bytes:
         return event.source.key.encode()
     if isinstance(event, DataUsed | DataRead):  # a read: its dataset, like a use
         return event.dataset.key.encode()
+    if isinstance(event, INCIDENT_EVENT_TYPES):  # an officer's action: about no identifier
+        return event.incident_id.encode()
     return event.identifier.ref.encode()  # IdentifierCollected, IdentifierErased
 
 

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,6 +66,13 @@ class TraceRequest(BaseModel):
 
     identifier: str = Field(min_length=1, max_length=320, description="a phone number or email")
     as_of: str | None = Field(default=None, description="ISO 8601 date or time (naive: UTC)")
+
+
+class IncidentActionRequest(BaseModel):
+    """An officer's acknowledge or resolve: who and why, kept with the event."""
+
+    by: str = Field(min_length=1, max_length=200, description="the officer")
+    why: str = Field(min_length=1, max_length=2000, description="the officer's reason")
 
 
 def _bearer_matches(header: str, expected: str) -> bool:
@@ -162,6 +169,45 @@ def create_app(writer: UnitWriter | None, reader: Reader, keys: Keys, metrics: M
                 "alerts": outcome.unit_alerts,
             }
         )
+
+    @app.post(
+        "/api/v1/incidents/{incident_id}/{action}",
+        summary="An officer acknowledges or resolves an incident (an event in the log)",
+        description="``action``: acknowledge or resolve; ``incident_id``: the id or a unique "
+        "prefix (6+ digits). Authorization: Bearer <api key>, as ingest (a read token writes "
+        "nothing). 200 with the incident; 404 when there is none; 503 when the log failed.",
+        tags=["ingest"],
+    )
+    async def post_incident_action(
+        request: Request, incident_id: str, action: str, body: IncidentActionRequest
+    ) -> dict[str, Any]:
+        from lineage.errors import LineageError
+        from runtime import incidents as service_incidents
+
+        if writer is None:
+            raise HTTPException(405, "this server is read-only")
+        if keys.ingest is not None and not _bearer_matches(
+            request.headers.get("Authorization", ""), keys.ingest
+        ):
+            raise HTTPException(401, "missing or wrong Authorization: Bearer <api key>")
+        if action not in ("acknowledge", "resolve"):
+            raise HTTPException(404, f"no incident action {action!r}: acknowledge or resolve")
+        kind: Literal["acknowledge", "resolve"] = (
+            "acknowledge" if action == "acknowledge" else "resolve"
+        )
+        try:
+            found = await writer.call(
+                lambda s: service_incidents.act(s, incident_id, kind, body.by, body.why)
+            )
+        except BusyError:
+            raise HTTPException(
+                503, "the writer's queue is full: retry later", {"Retry-After": str(RETRY_AFTER_S)}
+            ) from None
+        except LineageError as exc:
+            raise HTTPException(503, str(exc), {"Retry-After": str(RETRY_AFTER_S)}) from None
+        if found is None:
+            raise HTTPException(404, f"no incident {incident_id}")
+        return found.as_json()
 
     # -- reads -----------------------------------------------------------------------------
     @app.get(

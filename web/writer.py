@@ -6,7 +6,8 @@ opened them) and takes whatever is queued, up to ``max_unit`` bodies, as one uni
 ``ingest_unit`` (one transaction embedded, one produce with Kafka). While a unit commits the
 next one gathers, so the more clients post at once the larger the units, with no waiting
 when one client posts alone. A full queue is backpressure: ``submit`` raises ``BusyError`` and the
-request is answered 503 with ``Retry-After`` (never a reset connection).
+request is answered 503 with ``Retry-After`` (never a reset connection). ``call`` queues other
+writes (an officer's acknowledge or resolve) on the same thread, in order with the units.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from lineage.errors import LineageError
 from runtime.service import IngestReport, LineageService
@@ -28,6 +30,7 @@ QUEUE_CAPACITY = 1_000
 #: RunEvents per unit at most: a unit stays one small transaction.
 MAX_UNIT = 64
 ORIGIN = "serve"
+T = TypeVar("T")
 
 
 class BusyError(Exception):
@@ -51,6 +54,15 @@ class _Request:
     queued: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class _Call:
+    """A write other than a RunEvent, run with the writer's service between units."""
+
+    fn: Callable[[LineageService], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
 class UnitWriter:
     def __init__(
         self,
@@ -62,7 +74,7 @@ class UnitWriter:
         self._open = open_service
         self._metrics = metrics
         self._max_unit = max_unit
-        self._queue: queue.Queue[_Request | None] = queue.Queue(capacity)
+        self._queue: queue.Queue[_Request | _Call | None] = queue.Queue(capacity)
         self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
         self._ready = threading.Event()
         self._failed: BaseException | None = None
@@ -79,6 +91,17 @@ class UnitWriter:
     def submit(self, body: bytes) -> asyncio.Future[Outcome]:
         loop = asyncio.get_running_loop()
         request = _Request(body, loop.create_future(), loop)
+        try:
+            self._queue.put_nowait(request)
+        except queue.Full:
+            raise BusyError from None
+        return request.future
+
+    def call(self, fn: Callable[[LineageService], T]) -> asyncio.Future[T]:
+        """Run ``fn`` on the writer's thread with its service; the future has its result or
+        its exception. ``BusyError`` when the queue is full."""
+        loop = asyncio.get_running_loop()
+        request = _Call(fn, loop.create_future(), loop)
         try:
             self._queue.put_nowait(request)
         except queue.Full:
@@ -109,7 +132,11 @@ class UnitWriter:
                 first = self._queue.get()
                 if first is None:
                     break
+                if isinstance(first, _Call):
+                    _run_call(service, first)
+                    continue
                 unit.append(first)
+                call: _Call | None = None
                 while len(unit) < self._max_unit:
                     try:
                         more = self._queue.get_nowait()
@@ -118,8 +145,13 @@ class UnitWriter:
                     if more is None:
                         stopping = True
                         break
+                    if isinstance(more, _Call):  # after the unit queued before it
+                        call = more
+                        break
                     unit.append(more)
                 self._commit(service, unit)
+                if call is not None:
+                    _run_call(service, call)
         finally:
             service.close()
 
@@ -156,3 +188,25 @@ def _resolve(request: _Request, outcome: Outcome) -> None:
             request.future.set_result(outcome)
 
     request.loop.call_soon_threadsafe(settle)
+
+
+def _run_call(service: LineageService, call: _Call) -> None:
+    try:
+        result = call.fn(service)
+    except Exception as exc:  # the caller's to answer (a LineageError is a 503, a bug a 500)
+        if not isinstance(exc, LineageError):
+            traceback.print_exc()
+        error = exc
+
+        def fail() -> None:
+            if not call.future.done():
+                call.future.set_exception(error)
+
+        call.loop.call_soon_threadsafe(fail)
+        return
+
+    def settle() -> None:
+        if not call.future.done():
+            call.future.set_result(result)
+
+    call.loop.call_soon_threadsafe(settle)

@@ -250,7 +250,8 @@ def test_a_recompute_and_a_run_reading_its_stale_copy_serialize(
 
 
 def _partition(event: Event) -> int:
-    """Kafka's keying: identifier events by identifier, flows, uses and reads by dataset."""
+    """Kafka's keying: identifier events by identifier, flows, uses and reads by dataset,
+    officers' actions by incident."""
     return zlib.crc32(partition_key(event)) % 2
 
 

@@ -92,3 +92,57 @@ def test_keep_alive_serves_several_requests_on_one_connection(tmp_path: Path) ->
         again = requests.post(served.endpoint, data=bodies[0], headers=AUTH, timeout=10)
         assert again.json() == {"accepted": 0, "duplicates": 2, "alerts": 0}
         assert served.stop() == 0
+
+
+def test_an_officer_acknowledges_an_incident_through_the_api_into_the_log(
+    tmp_path: Path,
+) -> None:
+    """``POST /api/v1/incidents/{id}/acknowledge`` behind the ingest key: the action is an
+    event in the home's log (``lineage replay`` keeps it), answered with the incident."""
+    import subprocess
+    import sys
+
+    from bench.serve_ingest import environment
+    from lineage.events import IncidentAcknowledged
+    from runtime.home import database
+    from streams.local_log import LocalEventLog
+
+    home = tmp_path / "home"
+    quiet = {"LINEAGE_INCIDENT_QUIET_DAYS": "100000"}  # none resolves by itself
+
+    def lineage(*args: str) -> object:
+        done = subprocess.run([sys.executable, "-m", "cli.main", *args, "--json"],
+                              env=environment(home, **quiet), capture_output=True, text=True,
+                              timeout=300, check=True)  # fmt: skip
+        return json.loads(done.stdout)
+
+    lineage("demo", "--users", "40")
+    incidents = lineage("incidents")
+    assert isinstance(incidents, dict)
+    target = incidents["incidents"][0]["incident_id"]
+    body = {"by": "dpo@example.com", "why": "looking at the sync"}
+    with serving(home, env=quiet) as served:
+        url = f"{served.url}/api/v1/incidents/{target[:10]}/acknowledge"
+        assert requests.post(url, json=body, timeout=30).status_code == 401  # no ingest key
+        reader = {"Authorization": "Bearer not-the-key"}
+        assert requests.post(url, json=body, headers=reader, timeout=30).status_code == 401
+        missing = f"{served.url}/api/v1/incidents/{'f' * 32}/acknowledge"
+        assert requests.post(missing, json=body, headers=AUTH, timeout=30).status_code == 404
+        answer = requests.post(url, json=body, headers=AUTH, timeout=30)
+        assert answer.status_code == 200, answer.text
+        found = answer.json()
+        assert (found["incident_id"], found["status"], found["acknowledged_by"]) == (
+            target, "acknowledged", "dpo@example.com"
+        )  # fmt: skip
+        assert served.stop() == 0
+    log = LocalEventLog(database(home), read_only=True)
+    try:
+        logged = [e for _, e in log.read() if isinstance(e, IncidentAcknowledged)]
+    finally:
+        log.close()
+    assert [(e.incident_id, e.by, e.why) for e in logged] == [(target, body["by"], body["why"])]
+    lineage("replay")
+    after = lineage("incidents")
+    assert isinstance(after, dict)
+    mine = next(i for i in after["incidents"] if i["incident_id"] == target)
+    assert (mine["status"], mine["why"]) == ("acknowledged", "looking at the sync")

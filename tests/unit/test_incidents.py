@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.main import app
 from lineage.alerts import Alert, EvidenceStep
-from lineage.events import micros
+from lineage.events import IncidentAcknowledged, IncidentEvent, IncidentResolved, micros
 from lineage.identifiers import DATASET_LEVEL_SUBJECT
 from lineage.incidents import (
     QUIET_PERIOD,
@@ -36,6 +37,8 @@ from lineage.incidents import (
 )
 from lineage.reference_case import generate
 from lineage.report import tally
+from runtime.home import database
+from streams.local_log import LocalEventLog
 from tests.conftest import TEST_KEY
 
 T0 = datetime(2015, 1, 1, tzinfo=UTC)
@@ -232,6 +235,59 @@ def report_origins(found: dict[str, Any]) -> list[str]:
     return [i["origin_purpose"] for i in found["incidents"]]
 
 
+def _logged_actions(home: Path) -> list[IncidentEvent]:
+    """The officers' actions the home's event log holds (what ``lineage replay`` reads)."""
+    log = LocalEventLog(database(home), read_only=True)
+    try:
+        return [e for _, e in log.read() if isinstance(e, IncidentAcknowledged | IncidentResolved)]
+    finally:
+        log.close()
+
+
+def test_an_acknowledge_is_an_event_in_the_log_and_replay_keeps_who_and_why(
+    tmp_path: Path,
+) -> None:
+    cli = _cli(tmp_path / "home", LINEAGE_INCIDENT_QUIET_DAYS="100000")
+    _json(cli, "demo", "--users", "60")
+    target = _json(cli, "incidents")["incidents"][0]["incident_id"]
+    _json(cli, "ack-incident", target, "--by", "dpo@example.com", "--why", "looking at the sync")
+    (logged,) = _logged_actions(tmp_path / "home")
+    assert isinstance(logged, IncidentAcknowledged)
+    assert (logged.incident_id, logged.by, logged.why) == (
+        target, "dpo@example.com", "looking at the sync"
+    )  # fmt: skip
+    before = _json(cli, "incidents")
+    _json(cli, "replay")  # empties the projection, incident_actions included, and re-applies
+    after = _json(cli, "incidents")
+    assert after == before
+    mine = next(i for i in after["incidents"] if i["incident_id"] == target)
+    assert (mine["status"], mine["acknowledged_by"], mine["why"]) == (
+        "acknowledged", "dpo@example.com", "looking at the sync"
+    )  # fmt: skip
+
+
+def test_a_producer_cannot_send_an_officers_action(tmp_path: Path) -> None:
+    """Officers' actions enter through ack-incident / resolve-incident (or the API's incident
+    endpoints), not through ingest: the producers' schema does not have them."""
+    from lineage.errors import InvalidEventError
+    from lineage.identifiers import Pseudonymizer
+    from lineage.inbound import InboundParser
+
+    record = {"type": "IncidentAcknowledged", "event_time": "2020-01-01T00:00:00Z",
+              "producer": "p", "incident_id": "0" * 32, "by": "x", "why": "y"}  # fmt: skip
+    parser = InboundParser(Pseudonymizer(TEST_KEY))
+    with pytest.raises(InvalidEventError, match="expected tags"):
+        parser.parse_record(record, T0)
+
+
+def test_an_officers_action_is_keyed_by_its_incident_on_kafka() -> None:
+    from streams.kafka_log import partition_key
+
+    ack = IncidentAcknowledged(event_id="a-1", event_time=T0, observed_time=T0, producer="p",
+                               incident_id=IID, by="dpo", why="seen")  # fmt: skip
+    assert partition_key(ack) == IID.encode()
+
+
 def test_officers_acknowledge_and_resolve_and_replay_keeps_it(tmp_path: Path) -> None:
     cli = _cli(tmp_path / "home", LINEAGE_INCIDENT_QUIET_DAYS="100000")  # none resolves alone
     _json(cli, "demo", "--users", "120")
@@ -248,5 +304,59 @@ def test_officers_acknowledge_and_resolve_and_replay_keeps_it(tmp_path: Path) ->
     after = {i["incident_id"]: i for i in _json(cli, "incidents")["incidents"]}
     assert after[target]["status"] == "resolved" and after[target]["acknowledged_by"] == "dpo"
     assert {i["status"] for k, i in after.items() if k != target} == {"open"}
+    assert [type(e).__name__ for e in _logged_actions(tmp_path / "home")] == [
+        "IncidentAcknowledged", "IncidentResolved"
+    ]  # fmt: skip
     missing = cli.invoke(app, ["ack-incident", "f" * 32, "--by", "x", "--why", "y"])
     assert missing.exit_code == 1
+
+
+def test_embedded_ingest_prints_incidents_beside_alerts_bounded_in_rate(tmp_path: Path) -> None:
+    """``lineage ingest`` (embedded, text) prints each incident's messages, rate-bounded as on
+    the incidents topic, after its alerts; ``LINEAGE_STDOUT_SEND`` picks alerts or incidents."""
+    source = tmp_path / "demo.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in generate(users=200).records) + "\n")
+
+    def printed(home: str, **extra: str) -> list[str]:
+        result = _cli(tmp_path / home, **extra).invoke(app, ["ingest", str(source)])
+        assert result.exit_code == 0, result.stdout
+        return result.stdout.splitlines()
+
+    both = printed("both")
+    alerts = [line for line in both if line.startswith("ALERT ")]
+    incidents = [line for line in both if line.startswith("INCIDENT ")]
+    found = _json(_cli(tmp_path / "both"), "incidents", "--all")
+    assert len(alerts) == sum(i["alerts"] for i in found["incidents"]) > 100
+    opened = [line.split()[2] for line in incidents if line.startswith("INCIDENT opened ")]
+    assert sorted(opened) == sorted(i["incident_id"][:12] for i in found["incidents"])
+    # the 60 s default interval: opened, then at most the update flushed at the end
+    assert len(incidents) <= 2 * len(opened)
+    assert both.index(incidents[0]) > both.index(alerts[0])  # never ahead of its alerts
+    alerts_only = printed("a", LINEAGE_STDOUT_SEND="alerts")
+    assert not any(line.startswith("INCIDENT ") for line in alerts_only)
+    only = printed("i", LINEAGE_STDOUT_SEND="incidents", LINEAGE_INCIDENT_INTERVAL_SECONDS="0")
+    assert not any(line.startswith("ALERT ") for line in only)
+    # interval 0: one message per incident per unit that raised its alerts, still not per alert
+    assert len(opened) <= len([x for x in only if x.startswith("INCIDENT ")]) < len(alerts)
+
+
+def test_replay_keeps_an_action_an_older_home_recorded_outside_the_log(tmp_path: Path) -> None:
+    """Before actions were logged, a home kept them only in ``incident_actions``; a replay
+    (which empties that table) appends them to the log first, so none is lost."""
+    from runtime.incidents import action_event
+    from runtime.service import LineageService
+    from runtime.settings import Settings
+
+    cli = _cli(tmp_path / "home", LINEAGE_INCIDENT_QUIET_DAYS="100000")
+    _json(cli, "demo", "--users", "40")
+    target = _json(cli, "incidents")["incidents"][0]["incident_id"]
+    old = action_event(target, "acknowledge", "dpo", "from before", datetime.now(UTC))
+    settings = Settings(home=tmp_path / "home", key=TEST_KEY.decode(), log="local",
+                        store="sqlite")  # fmt: skip
+    with LineageService.open(settings) as service:
+        service.store.record_incident_actions([old])  # the store only, as the old CLI did
+    assert _logged_actions(tmp_path / "home") == []
+    _json(cli, "replay")
+    assert _logged_actions(tmp_path / "home") == [old]
+    mine = next(i for i in _json(cli, "incidents")["incidents"] if i["incident_id"] == target)
+    assert (mine["status"], mine["why"]) == ("acknowledged", "from before")
