@@ -299,9 +299,8 @@ class KafkaEventLog:
         partition: int | None = None,
     ) -> Any:
         try:
-            return self._producer.send(
-                topic, value=value, key=key, headers=headers, partition=partition
-            )
+            placed = {} if partition is None else {"partition": partition}
+            return self._producer.send(topic, value=value, key=key, headers=headers, **placed)
         except KafkaError as exc:
             self._broken = True
             raise StoreError(f"cannot produce to {topic}: {_describe(exc)}") from exc

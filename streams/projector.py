@@ -429,11 +429,10 @@ class KafkaOutlet:
         """Send and wait for every record's ack (``partition``: all of them to that one)."""
         from kafka.errors import KafkaError
 
+        placed = {} if partition is None else {"partition": partition}
         try:
             futures = [
-                self._producer.send(
-                    topic, key=key, value=value, headers=headers, partition=partition
-                )
+                self._producer.send(topic, key=key, value=value, headers=headers, **placed)
                 for key, value, headers in records
             ]
             self._producer.flush(timeout=PRODUCER_TIMEOUT_S)
