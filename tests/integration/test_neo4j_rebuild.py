@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from neo4j import GraphDatabase
 
 from cli.rebuild_commands import REPO, admin_libs, services_home
 from graph.neo4j_bulk import svc_control
@@ -95,7 +96,10 @@ def test_bulk_rebuild_equals_the_tracker_graph(
         assert report.events == cut
         # a new database: a client's bookmarks of the old one would wait for its transactions
         pipe.store.close()
-        pipe.store = Neo4jStore(services.neo4j_uri, services.neo4j_user, services.neo4j_password)
+        pipe.driver.close()
+        auth = (services.neo4j_user, services.neo4j_password)
+        pipe.store = Neo4jStore(services.neo4j_uri, *auth)
+        pipe.driver = GraphDatabase.driver(services.neo4j_uri, auth=auth)
         assert report.alerts_queued == 0  # the worker sent them all; none is re-sent
 
         assert pipe.store.snapshot() == before
