@@ -63,13 +63,20 @@ def rebuild(
         Path | None,
         typer.Option(help="the live server's home (default: services/svc's)"),
     ] = None,
+    finish: Annotated[
+        Path | None,
+        typer.Option(
+            help="after swapping a --no-swap rebuild in by hand: create the schema, restore "
+            "the incident actions and set the workers' offsets (give its --workdir)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Replay the log into memory, write CSVs, bulk-import, swap in, resume the workers.
 
     Stop every `lineage worker` first: their offsets are set to the rebuilt point."""
     from graph.neo4j_bulk import svc_control
-    from runtime.neo4j_rebuild import rebuild_neo4j
+    from runtime.neo4j_rebuild import finish_staged, rebuild_neo4j
     from runtime.settings import load_settings
 
     if not neo4j:
@@ -77,6 +84,13 @@ def rebuild(
     try:
         settings = load_settings()
         settings.require_neo4j()
+        if finish is not None:
+            offsets = finish_staged(settings, finish)
+            if as_json:
+                print(json.dumps({"finished": True, "offsets": offsets}))
+            else:
+                console.print(f"Schema created; workers resume at offsets {offsets}.")
+            return
         where = workdir or Path(tempfile.mkdtemp(prefix="lineage-rebuild-"))
         if workdir is not None:
             where.mkdir(parents=True, exist_ok=True)
@@ -101,7 +115,8 @@ def rebuild(
     else:
         console.print(
             f"Imported database staged in {report.staged}/data: swap it in as "
-            "docs/neo4j-rebuild.md says."
+            "docs/neo4j-rebuild.md says, then run `lineage rebuild --neo4j --finish "
+            f"{report.workdir}`."
         )
 
 

@@ -8,6 +8,7 @@ server's swap) are in docs/neo4j-rebuild.md.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ class RebuildReport:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # per step
     offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
-    staged: str = ""
+    workdir: str = ""
+    staged: str = ""  # the imported database's NEO4J_HOME (in workdir)
     previous: str | None = None
     alerts_queued: int = 0
 
@@ -189,6 +191,33 @@ def finish(settings: Settings, actions: list[IncidentEvent]) -> float:
     return time.perf_counter() - started
 
 
+MANIFEST = "manifest.json"
+
+
+def _write_manifest(workdir: Path, report: RebuildReport, actions: list[IncidentEvent]) -> None:
+    """What ``finish_staged`` needs once an operator has swapped the staged database in."""
+    manifest = {
+        "offsets": {str(p): o for p, o in report.offsets.items()},
+        "incident_actions": [json.loads(a.model_dump_json()) for a in actions],
+    }
+    (workdir / MANIFEST).write_text(json.dumps(manifest))
+
+
+def finish_staged(settings: Settings, workdir: Path) -> dict[int, int]:
+    """After a production swap of a ``--no-swap`` rebuild (docs/neo4j-rebuild.md): the
+    schema, the incident actions, and the workers' offsets; returns the offsets set."""
+    path = workdir / MANIFEST
+    if not path.is_file():
+        raise StoreError(f"{path} is missing: is {workdir} the --workdir of a --no-swap rebuild?")
+    manifest = json.loads(path.read_text())
+    actions = [INCIDENT_EVENT_ADAPTER.validate_python(a) for a in manifest["incident_actions"]]
+    finish(settings, actions)
+    offsets = {int(p): int(o) for p, o in manifest["offsets"].items()}
+    if offsets:
+        set_offsets(settings, offsets)
+    return offsets
+
+
 def rebuild_neo4j(
     settings: Settings,
     libs: Path,
@@ -199,7 +228,7 @@ def rebuild_neo4j(
 ) -> RebuildReport:
     """The whole rebuild. ``control`` (stop, start) swaps into ``live_home`` and finishes;
     without it the imported database is left staged in ``workdir/home`` for an operator."""
-    report = RebuildReport(staged=str(workdir / "home"))
+    report = RebuildReport(workdir=str(workdir), staged=str(workdir / "home"))
     clock = time.perf_counter()
 
     def lap(step: str) -> None:
@@ -229,6 +258,7 @@ def rebuild_neo4j(
     run_import(libs, csvs, workdir / "home")
     lap("import")
     if control is None or live_home is None:
+        _write_manifest(workdir, report, live.actions)
         return report
     stop, start = control
     report.previous = str(swap_in(workdir / "home", live_home, stop, start))

@@ -27,6 +27,7 @@ from lineage.reference_case import AUTH
 from runtime.neo4j_rebuild import rebuild_neo4j
 from tests.integration.conftest import ROOT, Pipeline, Services, open_pipeline, reference_of
 
+
 def shape(pipe: Pipeline) -> dict[str, Any]:
     """Counts per label and relationship type, and the property keys each carries."""
     nodes = pipe.cypher(
