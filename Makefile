@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install chromium demo test bench bench-smoke services-start services-stop
+.PHONY: install chromium docker-compose demo test bench bench-smoke services-start services-stop
 install: $(VENV)/.installed
 
 # Headless Chromium (Debian's `chromium`) for the HTML report checks in tests/integration:
@@ -21,7 +21,11 @@ chromium:
 demo: install
 	$(VENV)/bin/lineage demo
 
-test: install chromium
+# Debian's docker-compose, for the test that validates docker-compose.yml (no daemon needed).
+docker-compose:
+	bash scripts/install-docker-compose.sh
+
+test: install chromium docker-compose
 	bash scripts/test.sh
 
 # The embedded harnesses run without the services' variables (they would switch to Kafka mode).

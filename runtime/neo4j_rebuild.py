@@ -67,12 +67,15 @@ class Live:
 
 
 def read_live(settings: Settings) -> Live:
-    from neo4j import GraphDatabase
+    from neo4j import GraphDatabase, NotificationMinimumSeverity
 
     uri, user, password = settings.require_neo4j()
+    quiet = NotificationMinimumSeverity.OFF  # "no IncidentAction label yet" is no news
     try:
         with (
-            GraphDatabase.driver(uri, auth=(user, password)) as driver,
+            GraphDatabase.driver(
+                uri, auth=(user, password), notifications_min_severity=quiet
+            ) as driver,
             driver.session(database=settings.neo4j_database) as session,
         ):
             alerts = live_alerts(session.run(LIVE_ALERTS))
