@@ -42,6 +42,8 @@ bench: install
 	$(VENV)/bin/python -m bench.neo4j_tracker --users 20000 --batch 500 --batch 8000
 	$(VENV)/bin/python -m bench.neo4j_mirror --users 20000 --batch 8000
 	$(VENV)/bin/python -m bench.neo4j_worker --users 20000 --workers 1 --workers 2
+	$(VENV)/bin/python -m bench.neo4j_rebuild --users 20000
+	$(VENV)/bin/python -m bench.neo4j_rebuild --users 100000 --bulk-only
 	$(VENV)/bin/python -m bench.alert_latency --probes 200
 	$(EMBEDDED) $(VENV)/bin/python -m bench.serve_ingest --events 3000 --clients 50
 	$(EMBEDDED) $(VENV)/bin/python -m bench.incident_messages --users 2000 --users 20000
@@ -55,6 +57,7 @@ bench-smoke: install
 	$(VENV)/bin/python -m bench.neo4j_tracker --users 200 --batch 100
 	$(VENV)/bin/python -m bench.neo4j_mirror --users 200 --batch 100
 	$(VENV)/bin/python -m bench.neo4j_worker --users 200 --workers 1 --workers 2
+	$(VENV)/bin/python -m bench.neo4j_rebuild --users 200 --batch 100
 	$(VENV)/bin/python -m bench.alert_latency --probes 5 --warmup 2 --gap 0.05
 	$(EMBEDDED) $(VENV)/bin/python -m bench.serve_ingest --events 200 --clients 10
 	$(EMBEDDED) $(VENV)/bin/python -m bench.incident_messages --users 500

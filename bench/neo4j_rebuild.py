@@ -28,7 +28,7 @@ from bench.propagation import _events
 from cli.rebuild_commands import REPO, admin_libs, services_home
 from graph.neo4j_bulk import svc_control
 from graph.neo4j_store import Neo4jStore
-from runtime.neo4j_rebuild import rebuild_neo4j
+from runtime.neo4j_rebuild import RebuildReport, rebuild_neo4j
 from runtime.settings import Settings
 from runtime.wiring import default_policy, default_taxonomy
 from streams.kafka_log import KafkaEventLog
@@ -36,11 +36,62 @@ from streams.kafka_log import KafkaEventLog
 KEY = "bench-neo4j-rebuild-key-0123456789"
 
 
+def _rebuild(settings: Settings) -> tuple[RebuildReport, float]:
+    libs = admin_libs()
+    with tempfile.TemporaryDirectory(prefix="bench-rebuild-") as where:
+        control = (svc_control(REPO, "stop"), svc_control(REPO, "start"))
+        started = time.perf_counter()
+        report = rebuild_neo4j(settings, libs, Path(where), services_home(), control)
+        return report, time.perf_counter() - started
+
+
+def _bulk_rates(
+    report: RebuildReport, total: float, events: int, nodes: int, relationships: int
+) -> dict[str, Any]:
+    offline = sum(v for k, v in report.seconds.items() if k not in ("swap", "schema"))
+    load = sum(v for k, v in report.seconds.items() if k not in ("read_live", "replay"))
+    return {
+        "seconds": round(total, 2),
+        "seconds_by_step": {k: round(v, 2) for k, v in report.seconds.items()},
+        "events_per_s": round(events / total),
+        "nodes_and_relationships_per_s": round((nodes + relationships) / total),
+        "relationships_per_s": round(relationships / total),
+        # the in-memory replay alone (the core, as the embedded replay runs it)
+        "replay_events_per_s": round(events / report.seconds["replay"]),
+        # loading Neo4j once the state is computed (CSVs, import, swap, schema, offsets): the
+        # part that compares with a sink, which writes changes the processors computed
+        "load_seconds": round(load, 2),
+        "load_nodes_and_relationships_per_s": round((nodes + relationships) / load),
+        # without the server's stop/start and the index build (a fixed ~20-35 s here)
+        "events_per_s_without_swap": round(events / offline),
+        "import_nodes_and_relationships_per_s": round(
+            (nodes + relationships) / report.seconds["import"]
+        ),
+    }
+
+
+def _bulk_only(settings: Settings, events: int) -> None:
+    report, total = _rebuild(settings)
+    store = Neo4jStore(*settings.require_neo4j())
+    try:
+        ((nodes, relationships),) = [tuple(r) for r in _query(store, COUNTS)]
+        store.clear()
+    finally:
+        store.close()
+    print(json.dumps({"events": events, "nodes": nodes, "relationships": relationships,
+                      "bulk_rebuild": _bulk_rates(report, total, events, nodes, relationships)},
+                     indent=2))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=8_000, help="events per tracker unit")
     parser.add_argument("--chunk", type=int, default=5_000, help="rows per plain statement")
+    parser.add_argument(
+        "--bulk-only", action="store_true",
+        help="only the bulk rebuild (how it scales; no tracker run, no plain write, no check)",
+    )  # fmt: skip
     args = parser.parse_args()
     uri, user = os.environ["LINEAGE_NEO4J_URI"], os.environ.get("LINEAGE_NEO4J_USER", "neo4j")
     password = os.environ["LINEAGE_NEO4J_PASSWORD"]
@@ -61,6 +112,10 @@ def main() -> None:
 
     store = Neo4jStore(uri, user, password)
     store.clear()
+    if args.bulk_only:
+        store.close()
+        _bulk_only(settings, len(events))
+        return
     seconds = _apply_all(store, policy, events, args.batch)
     ((nodes, relationships),) = [tuple(r) for r in _query(store, COUNTS)]
     tracker = {
@@ -82,12 +137,7 @@ def main() -> None:
     store.clear()
     store.close()
 
-    libs = admin_libs()
-    with tempfile.TemporaryDirectory(prefix="bench-rebuild-") as where:
-        control = (svc_control(REPO, "stop"), svc_control(REPO, "start"))
-        started = time.perf_counter()
-        report = rebuild_neo4j(settings, libs, Path(where), services_home(), control)
-        total = time.perf_counter() - started
+    report, total = _rebuild(settings)
     store = Neo4jStore(uri, user, password)  # a new driver: the old bookmarks name the old db
     try:
         same = store.snapshot() == expected
@@ -95,20 +145,7 @@ def main() -> None:
         store.clear()
     finally:
         store.close()
-    offline = sum(v for k, v in report.seconds.items() if k not in ("swap", "schema"))
-    bulk: dict[str, Any] = {
-        "seconds": round(total, 2),
-        "seconds_by_step": {k: round(v, 2) for k, v in report.seconds.items()},
-        "events_per_s": round(len(events) / total),
-        "nodes_and_relationships_per_s": round((got_nodes + got_relationships) / total),
-        "relationships_per_s": round(got_relationships / total),
-        # without the server's stop/start and the index build, which do not grow with the log
-        # the same way (a fixed ~10-25 s here, then the indexes)
-        "events_per_s_without_swap": round(len(events) / offline),
-        "import_nodes_and_relationships_per_s": round(
-            (got_nodes + got_relationships) / report.seconds["import"]
-        ),
-    }
+    bulk = _bulk_rates(report, total, len(events), got_nodes, got_relationships)
     result = {
         "users": args.users,
         "events": len(events),
@@ -125,6 +162,9 @@ def main() -> None:
         "bulk_to_tracker_events": round(bulk["events_per_s"] / tracker["events_per_s"], 2),
         "bulk_to_plain_write": round(
             bulk["nodes_and_relationships_per_s"] / plain["nodes_and_relationships_per_s"], 2
+        ),
+        "load_to_plain_write": round(
+            bulk["load_nodes_and_relationships_per_s"] / plain["nodes_and_relationships_per_s"], 2
         ),
     }
     print(json.dumps(result, indent=2))
