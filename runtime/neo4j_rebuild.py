@@ -123,7 +123,7 @@ def replay_kafka(
     )  # fmt: skip
     try:
         topic = settings.events_topic
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        parts = [TopicPartition(topic, p) for p in sorted(_partitions(consumer, topic))]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends: dict[Any, int] = consumer.end_offsets(parts)
@@ -153,17 +153,31 @@ def replay_kafka(
         consumer.close(autocommit=False)
 
 
+def _partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> set[int]:
+    """The topic's partitions, once the client's metadata has them (just created: not yet)."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            raise StoreError(f"Kafka does not know the events topic {topic}")
+        time.sleep(0.2)
+    return set(found)
+
+
 def set_offsets(settings: Settings, offsets: dict[int, int]) -> None:
     """The projector group resumes right after the rebuilt point. Refused while a worker of
     the group is alive (it would commit over them): stop the workers first."""
-    from kafka import TopicPartition
+    from kafka import KafkaAdminClient, TopicPartition
     from kafka.errors import KafkaError, NoError
 
     from streams.consumer_group import projector_group_id
-    from streams.kafka_log import _admin
 
     group = projector_group_id(settings)
-    admin = _admin(settings)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.require_kafka(), client_id="lineage-rebuild"
+        )
+    except KafkaError as exc:
+        raise StoreError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     try:
         specs = {TopicPartition(settings.events_topic, p): o for p, o in offsets.items()}
         result = admin.reset_group_offsets(group, specs)

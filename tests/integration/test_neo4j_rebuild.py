@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from neo4j import GraphDatabase
+from pydantic import SecretStr
 
 from cli.rebuild_commands import REPO, admin_libs, services_home
 from graph.neo4j_bulk import svc_control
@@ -23,8 +24,11 @@ from graph.neo4j_store import Neo4jStore
 from lineage.events import Event
 from lineage.policy import Policy
 from lineage.queries import QUERIES
-from lineage.reference_case import AUTH
+from lineage.reference_case import AUTH, ReferenceCase
 from runtime.neo4j_rebuild import rebuild_neo4j
+from runtime.service import LineageService
+from runtime.settings import Settings
+from tests.conftest import TEST_KEY
 from tests.integration.conftest import ROOT, Pipeline, Services, open_pipeline, reference_of
 
 
@@ -118,3 +122,46 @@ def test_bulk_rebuild_equals_the_tracker_graph(
         pipe.stop_workers()
         assert pipe.store.snapshot() == reference_of(case_events, policy).snapshot
         assert len(pipe.published_alert_ids()) >= sent
+
+
+def test_bulk_rebuild_from_the_embedded_log(
+    services: Services, case: ReferenceCase, tmp_path: Path
+) -> None:
+    """The embedded home's SQLite log as the source: Neo4j gets the embedded store's graph."""
+    if not svc_serves(services):
+        pytest.skip("the tests' Neo4j is not this checkout's services/svc server")
+    home = tmp_path / "home"
+    embedded = Settings(home=home, key=TEST_KEY.decode(), log="local", store="sqlite")
+    with LineageService.open(embedded, []) as service:
+        lines = [json.dumps(record).encode() for record in case.records]
+        service.ingest(lines, origin="test", complete=True)
+        expected = service.store.snapshot()
+        edges = sorted(service.store.edges())
+        alerts = service.store.alerts(include_withdrawn=True)
+    assert expected.counts()["copies"] > 0 and alerts
+    auth = (services.neo4j_user, services.neo4j_password)
+    store = Neo4jStore(services.neo4j_uri, *auth)
+    store.clear()
+    store.close()
+
+    settings = embedded.model_copy(
+        update={"store": "neo4j", "neo4j_uri": services.neo4j_uri,
+                "neo4j_user": services.neo4j_user,
+                "neo4j_password": SecretStr(services.neo4j_password)}
+    )  # fmt: skip
+    control = (svc_control(REPO, "stop"), svc_control(REPO, "start"))
+    report = rebuild_neo4j(settings, admin_libs(), tmp_path / "rebuild", services_home(), control)
+    assert report.events == len(case.records) and report.source.startswith("local:")
+    assert not report.offsets  # no consumer position to set for the embedded log
+    store = Neo4jStore(services.neo4j_uri, *auth)
+    try:
+        assert store.snapshot() == expected
+        assert sorted(store.edges()) == edges
+        assert store.alerts(include_withdrawn=True) == alerts
+        # a Neo4j that never saw them: every alert waits in its outbox, oldest first
+        assert [a.alert_id for a in store.unpublished_alerts(limit=10**6)] == [
+            a.alert_id for a in alerts
+        ]
+    finally:
+        store.clear()
+        store.close()
