@@ -29,7 +29,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -391,8 +391,3 @@ def live_alerts(records: Iterable[Any]) -> dict[str, LiveAlert]:
         alert = Alert.model_validate_json(r["json"])
         found[alert.alert_id] = LiveAlert(alert, bool(r["queued"]))
     return found
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
