@@ -39,6 +39,26 @@ def admin_libs() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+def check_svc_serves(uri: str, home: Path) -> None:
+    """The swap stops and starts ``services/svc``'s Neo4j: refuse when the configured URI is
+    another server (or svc would restart this one elsewhere, e.g. without the port exports)."""
+    done = subprocess.run(
+        ["bash", str(REPO / "services" / "svc"), "env"], capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    served = next(
+        (line.split("=", 1)[1] for line in done.stdout.splitlines()
+         if line.startswith("export LINEAGE_NEO4J_URI=")),
+        None,
+    )  # fmt: skip
+    if served != uri or not (home / "data" / "databases").is_dir():
+        raise fail(
+            f"LINEAGE_NEO4J_URI ({uri}) is not the services/svc server of {home} ({served}, "
+            "with this shell's LINEAGE_*_PORT exports): rebuild with --no-swap and swap the "
+            "database in as docs/neo4j-rebuild.md says"
+        )
+
+
 def rebuild(
     neo4j: Annotated[
         bool, typer.Option("--neo4j", help="rebuild the Neo4j graph (the one target so far)")
@@ -97,7 +117,10 @@ def rebuild(
             if any(where.iterdir()):
                 raise fail(f"{where} is not empty: give a new --workdir")
         home = neo4j_home or services_home()
-        control = (svc_control(REPO, "stop"), svc_control(REPO, "start")) if swap else None
+        control = None
+        if swap:
+            check_svc_serves(settings.require_neo4j()[0], home)
+            control = (svc_control(REPO, "stop"), svc_control(REPO, "start"))
         report = rebuild_neo4j(settings, libs or admin_libs(), where, home, control)
     except LineageError as exc:
         raise fail(str(exc)) from None

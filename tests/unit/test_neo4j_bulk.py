@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from lineage.inbound import InboundParser
 from lineage.policy import Policy
 from lineage.reference_case import generate
 from lineage.tracker import Tracker
+from tests.conftest import TEST_KEY, without_lineage_settings
 
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
 
@@ -109,3 +112,24 @@ def test_import_command_names_every_file(tmp_path: Path) -> None:
     assert sum(a.startswith("--nodes=") for a in command) == len(csvs.nodes)
     assert sum(a.startswith("--relationships=") for a in command) == len(csvs.relationships)
     assert "--multiline-fields=true" not in command
+
+
+def test_the_swap_refuses_a_server_that_svc_does_not_run(tmp_path: Path) -> None:
+    """Stopping and starting services/svc's Neo4j for another URI would restart the wrong
+    server (or this one on another port): the command refuses before reading anything."""
+    env = without_lineage_settings() | {
+        "LINEAGE_NEO4J_URI": "bolt://127.0.0.1:9",
+        "LINEAGE_NEO4J_PASSWORD": "not-a-server-password",
+        "LINEAGE_KEY": TEST_KEY.decode(),
+        "LINEAGE_SERVICES_DIR": str(tmp_path / "services"),
+    }
+    command = [sys.executable, "-m", "cli.main", "rebuild"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "--neo4j" in done.stderr
+    done = subprocess.run(
+        [*command, "--neo4j", "--workdir", str(tmp_path / "work")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--no-swap" in done.stderr and "bolt://127.0.0.1:9" in done.stderr
+    assert not any((tmp_path / "work").iterdir())  # nothing was replayed or written
