@@ -168,6 +168,8 @@ def main() -> None:
         ),
     }
     print(json.dumps(result, indent=2))
+    if not same:  # a figure of a wrong graph is no figure (and bench-smoke fails on it)
+        raise SystemExit("the rebuilt graph differs from the tracker's")
 
 
 if __name__ == "__main__":

@@ -39,9 +39,9 @@ from typing import Any, Final
 from lineage.alerts import Alert
 from lineage.errors import StoreError
 from lineage.events import micros
-from lineage.model import Copy
+from lineage.model import Copy, Run
 from lineage.partition_state import MemoryAlertBodies, PartitionState
-from lineage.planner import FactRows
+from lineage.planner import EdgeKey, FactRows
 
 #: The database the launcher (and a default Neo4j server) serves.
 DATABASE: Final = "neo4j"
@@ -71,6 +71,19 @@ class RebuildState(PartitionState):
 
     def claims(self) -> dict[str, str]:
         return dict(self._claims)
+
+    # What the CSVs are written from (the state's own compact records, not copies of them).
+    def identifier_nodes(self) -> Iterable[Any]:
+        return self._identifiers.values()
+
+    def edge_runs(self) -> Iterable[tuple[EdgeKey, list[Run]]]:
+        return self._runs.items()
+
+    def datasets(self) -> set[str]:
+        return set(self._datasets)
+
+    def jobs(self) -> set[str]:
+        return set(self._jobs)
 
 
 @dataclass
@@ -178,8 +191,7 @@ def write_csvs(
     as import CSVs (ids are the nodes' own keys, in one id space per label)."""
     directory.mkdir(parents=True, exist_ok=True)
     out = CsvSet(directory)
-    nodes = state._identifiers.values()
-    runs = state._runs
+    nodes = state.identifier_nodes()
     with ExitStack() as stack:
         writers: dict[str, _Writer] = {}
 
@@ -224,7 +236,7 @@ def write_csvs(
         about = open_("ABOUT", False, [":START_ID(Alert)", ":END_ID(Identifier)"])
 
         # Nodes every relationship names exist once each (MERGE semantics of the live writes).
-        datasets: set[str] = set(state._datasets)
+        datasets = state.datasets()
         purposes: set[str] = set()
         subjects: set[str] = set()
         refs: set[str] = set()
@@ -251,7 +263,7 @@ def write_csvs(
             for u in n.specific:
                 purposes.add(u.purpose)
                 used_in.row([n.ref, u.purpose, u.dataset, u.job, u.at, u.event_id])
-        for (kind, a, b, name), edge_runs in runs.items():
+        for (kind, a, b, name), edge_runs in state.edge_runs():
             datasets.add(a)
             if kind == "flow":
                 datasets.add(b)
@@ -283,7 +295,7 @@ def write_csvs(
             purpose.row([p])
         for s in sorted(subjects):
             subject.row([s])
-        for j in sorted(state._jobs):
+        for j in sorted(state.jobs()):
             job.row([j])
         for key, digest in sorted(state.claims().items()):
             claim.row([key, digest])
