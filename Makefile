@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install chromium demo test bench bench-smoke services-start services-stop
+.PHONY: install chromium docker-compose demo test bench bench-smoke services-start services-stop
 install: $(VENV)/.installed
 
 # Headless Chromium (Debian's `chromium`) for the HTML report checks in tests/integration:
@@ -21,7 +21,11 @@ chromium:
 demo: install
 	$(VENV)/bin/lineage demo
 
-test: install chromium
+# Debian's docker-compose, for the test that validates docker-compose.yml (no daemon needed).
+docker-compose:
+	bash scripts/install-docker-compose.sh
+
+test: install chromium docker-compose
 	bash scripts/test.sh
 
 # The embedded harnesses run without the services' variables (they would switch to Kafka mode).
@@ -38,6 +42,8 @@ bench: install
 	$(VENV)/bin/python -m bench.neo4j_tracker --users 20000 --batch 500 --batch 8000
 	$(VENV)/bin/python -m bench.neo4j_mirror --users 20000 --batch 8000
 	$(VENV)/bin/python -m bench.neo4j_worker --users 20000 --workers 1 --workers 2
+	$(VENV)/bin/python -m bench.neo4j_rebuild --users 20000
+	$(VENV)/bin/python -m bench.neo4j_rebuild --users 100000 --bulk-only
 	$(VENV)/bin/python -m bench.alert_latency --probes 200
 	$(VENV)/bin/python -m bench.incident_latency --probes 200 --users 20000
 	$(EMBEDDED) $(VENV)/bin/python -m bench.serve_ingest --events 3000 --clients 50
@@ -52,6 +58,7 @@ bench-smoke: install
 	$(VENV)/bin/python -m bench.neo4j_tracker --users 200 --batch 100
 	$(VENV)/bin/python -m bench.neo4j_mirror --users 200 --batch 100
 	$(VENV)/bin/python -m bench.neo4j_worker --users 200 --workers 1 --workers 2
+	$(VENV)/bin/python -m bench.neo4j_rebuild --users 200 --batch 100
 	$(VENV)/bin/python -m bench.alert_latency --probes 5 --warmup 2 --gap 0.05
 	$(VENV)/bin/python -m bench.incident_latency --probes 5 --warmup 2 --gap 0.05 --users 200
 	$(EMBEDDED) $(VENV)/bin/python -m bench.serve_ingest --events 200 --clients 10

@@ -19,6 +19,7 @@ from cli.kafka_commands import register as register_kafka_commands
 from cli.openlineage_commands import register as register_openlineage_commands
 from cli.output import console, errors, fail, shown_identifier
 from cli.query_commands import register as register_query_commands
+from cli.rebuild_commands import register as register_rebuild_commands
 from cli.scale_commands import register as register_scale_commands
 from cli.webhook_commands import register as register_webhook_commands
 from lineage.errors import ConfigurationError, LineageError, StoreError
@@ -636,6 +637,7 @@ register_webhook_commands(app)
 register_openlineage_commands(app)
 register_query_commands(app)
 register_incident_commands(app)
+register_rebuild_commands(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

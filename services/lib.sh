@@ -283,7 +283,7 @@ install_one() {
     if ! libs_ok "$name"; then
         command -v mvn >/dev/null 2>&1 || die "mvn (Maven 3) not found; it is needed to fetch the jars"
         version=$KAFKA_VERSION
-        [[ $name == neo4j ]] && version=$NEO4J_VERSION
+        [[ $name == neo4j* ]] && version=$NEO4J_VERSION
         log "$name $version: resolving jars from Maven Central into $c/libs ..."
         tmp=$c/libs.tmp.$$
         rm -rf "$tmp"
