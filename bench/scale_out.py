@@ -47,7 +47,7 @@ from lineage.tracker import Tracker
 from runtime.settings import Settings
 from runtime.wiring import default_policy, default_taxonomy
 from streams.consumer_group import processor_group_id, projector_group_id, sink_group_id
-from streams.kafka_log import KafkaEventLog
+from streams.kafka_log import KafkaEventLog, rewind_group
 from streams.partitioning import dataset_level, route
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,6 +251,8 @@ def _recovery(users: int, work: Path) -> dict[str, Any]:
     events = _events(users)
     identifiers = len({e.identifier.ref for e in events if isinstance(e, IdentifierCollected)})
     replayed, settings = _variant("recovery", events, work, 1, False)
+    # the hints back at 0: the wait below ends only once the new process hinted its positions
+    rewind_group(settings, processor_group_id(settings))
     log = work / "recovery-load.log"
     started = time.perf_counter()
     process = _start("processor", settings, log)
