@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from graph.errors import FatalStoreError
+from graph.errors import FatalStoreError, PermanentStoreError
 from graph.neo4j_store import Neo4jStore
 from lineage.changes import UnitChange, coalesce, decode
 from lineage.errors import InvalidEventError, StoreError
@@ -50,7 +50,8 @@ class ViewSink:
         self.applied = 0
 
     def apply(self, changes: Sequence[UnitChange]) -> int:
-        """Write the changes not applied yet, in one transaction; returns how many."""
+        """Write the changes not applied yet; returns how many. One transaction, or, when Neo4j
+        finds it too large for its memory, halves applied in order (down to one change)."""
         fresh: list[UnitChange] = []
         moved = dict(self.positions)
         for change in changes:
@@ -59,6 +60,17 @@ class ViewSink:
                 moved[change.partition] = change.seq
         if not fresh:
             return 0
+        try:
+            self._write(fresh, moved)
+        except PermanentStoreError as exc:
+            if not exc.oversize or len(fresh) < 2:
+                raise
+            log.warning("%d changes were too large for one transaction: halves", len(fresh))
+            half = len(fresh) // 2
+            return self.apply(fresh[:half]) + self.apply(fresh[half:])
+        return len(fresh)
+
+    def _write(self, fresh: list[UnitChange], moved: dict[int, int]) -> None:
         claims = list({c.key: c for change in fresh for c in change.claims}.values())
         alerts = [a for change in fresh for a in change.alerts]
         writes = coalesce([w for change in fresh for w in change.writes])
@@ -73,7 +85,6 @@ class ViewSink:
         self.retry(f"writing {len(fresh)} change(s)", self.store.atomically, unit)
         self.positions = moved
         self.applied += len(fresh)
-        return len(fresh)
 
 
 def decode_records(records: Sequence[Any]) -> list[UnitChange]:
