@@ -13,7 +13,8 @@ Needs the services (``eval "$(services/svc env)"``); it empties that Neo4j datab
 2. **Kafka**, each variant on its own fresh topics (4 partitions), the workers started and
    joined before the events are produced, timed from the first produce to the last event
    applied:
-   - ``worker``: today's ``lineage worker`` (state and view in one Neo4j), the baseline;
+   - ``worker``: today's ``lineage worker`` (state and view in one Neo4j), the baseline
+     (``--old COMMIT``: that commit's worker too, from a git worktree, same run);
    - ``processors_1`` / ``processors_2``: ``lineage processor`` processes, sink apart;
    - ``sink``: ``lineage sink`` alone on the changes ``processors_2`` left, into an empty
      Neo4j, beside ``bench.neo4j_tracker``'s "the same graph written plainly" of that graph;
@@ -172,11 +173,13 @@ def _wait(settings: Settings, group: str, topic: str, what: str, joined: int = 0
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def _start(command: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    command: str, settings: Settings, log: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "cli.main", command, "--loglevel", "warn"],
-        cwd=ROOT, env=_env(settings), stdout=out, stderr=out,
+        cwd=cwd, env=_env(settings), stdout=out, stderr=out,
     )  # fmt: skip
 
 
@@ -192,7 +195,13 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> list[float]:
 
 
 def _variant(
-    name: str, events: list[Any], work: Path, processors: int, sink: bool, worker: bool = False
+    name: str,
+    events: list[Any],
+    work: Path,
+    processors: int,
+    sink: bool,
+    worker: bool = False,
+    cwd: Path = ROOT,
 ) -> tuple[dict[str, Any], Settings]:
     settings = _settings(f"bench-{uuid.uuid4().hex[:8]}", work / name)
     log = work / f"{name}.log"
@@ -200,7 +209,7 @@ def _variant(
     running: list[subprocess.Popen[bytes]] = []
     try:
         if worker:
-            running.append(_start("worker", settings, log))
+            running.append(_start("worker", settings, log, cwd))
             group, topic = projector_group_id(settings), settings.events_topic
         for _ in range(processors):
             running.append(_start("processor", settings, log))
@@ -284,6 +293,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--skip-kafka", action="store_true", help="only the CPU division")
+    parser.add_argument("--old", metavar="COMMIT", help="also that commit's `lineage worker`")
     parser.add_argument(
         "--recovery", type=int, metavar="USERS", help="only the recovery of USERS' partitions"
     )
@@ -314,6 +324,18 @@ def main() -> None:
     kafka: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.old:
+            old = work / "old"
+            subprocess.run(["git", "worktree", "add", "--detach", str(old), args.old],
+                           cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+            try:
+                store.clear()
+                kafka[f"worker_{args.old}"], _ = _variant(
+                    "worker_old", events, work, 0, False, worker=True, cwd=old
+                )
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT,
+                               check=False, capture_output=True)  # fmt: skip
         store.clear()
         kafka["worker"], _ = _variant("worker", events, work, 0, False, worker=True)
         kafka["processors_1"], _ = _variant("processors_1", events, work, 1, False)
