@@ -45,6 +45,9 @@ bench: install
 	$(VENV)/bin/python -m bench.neo4j_rebuild --users 20000
 	$(VENV)/bin/python -m bench.neo4j_rebuild --users 100000 --bulk-only
 	$(VENV)/bin/python -m bench.alert_latency --probes 200
+	$(VENV)/bin/python -m bench.scale_out --users 20000 --old 8140640
+	$(VENV)/bin/python -m bench.scale_out --recovery 164000
+	$(VENV)/bin/python -m bench.processor_latency --probes 200
 	$(VENV)/bin/python -m bench.incident_latency --probes 200 --users 20000
 	$(EMBEDDED) $(VENV)/bin/python -m bench.serve_ingest --events 3000 --clients 50
 	$(EMBEDDED) $(VENV)/bin/python -m bench.incident_messages --users 2000 --users 20000
@@ -60,6 +63,8 @@ bench-smoke: install
 	$(VENV)/bin/python -m bench.neo4j_worker --users 200 --workers 1 --workers 2
 	$(VENV)/bin/python -m bench.neo4j_rebuild --users 200 --batch 100
 	$(VENV)/bin/python -m bench.alert_latency --probes 5 --warmup 2 --gap 0.05
+	$(VENV)/bin/python -m bench.scale_out --users 300
+	$(VENV)/bin/python -m bench.processor_latency --probes 5 --warmup 2 --gap 0.05
 	$(VENV)/bin/python -m bench.incident_latency --probes 5 --warmup 2 --gap 0.05 --users 200
 	$(EMBEDDED) $(VENV)/bin/python -m bench.serve_ingest --events 200 --clients 10
 	$(EMBEDDED) $(VENV)/bin/python -m bench.incident_messages --users 500

@@ -14,13 +14,16 @@ Needs the services (``eval "$(services/svc env)"``); it empties that Neo4j datab
    joined before the events are produced, timed from the first produce to the last event
    applied:
    - ``worker``: today's ``lineage worker`` (state and view in one Neo4j), the baseline
-     (``--old COMMIT``: that commit's worker too, from a git worktree, same run);
+     (``--old COMMIT``: that commit's worker too, from a git worktree, same run, on the log
+     as that commit's producer wrote it: each event once, on its key's partition);
    - ``processors_1`` / ``processors_2``: ``lineage processor`` processes, sink apart;
    - ``sink``: ``lineage sink`` alone on the changes ``processors_2`` left, into an empty
      Neo4j, beside ``bench.neo4j_tracker``'s "the same graph written plainly" of that graph;
    - ``end_to_end``: 2 processors and a sink running together.
    The view after ``sink`` and after ``end_to_end`` must equal the one-store graph
-   (``GraphSnapshot``) or the harness fails.
+   (``GraphSnapshot``) or the harness fails. Each variant also reports the CPU seconds its
+   processes and the servers (Kafka, Neo4j) used: the sum, against the two cores, is the
+   ceiling this machine puts on the end-to-end rate.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ from lineage.tracker import Tracker
 from runtime.settings import Settings
 from runtime.wiring import default_policy, default_taxonomy
 from streams.consumer_group import processor_group_id, projector_group_id, sink_group_id
-from streams.kafka_log import KafkaEventLog, rewind_group
+from streams.kafka_log import KafkaEventLog, event_messages, partition_key, rewind_group
 from streams.partitioning import dataset_level, route
+from streams.topics import PART_HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = 8_000
@@ -183,6 +187,21 @@ def _start(
     )  # fmt: skip
 
 
+def _server_cpu() -> dict[str, float]:
+    """CPU seconds Kafka and Neo4j have used so far (``services/svc``'s pids; absent when the
+    servers were started otherwise)."""
+    used = {}
+    for name in ("kafka", "neo4j"):
+        pid_file = Path(os.environ.get("LINEAGE_SERVICES_DIR", ROOT / ".services")) / name
+        try:
+            pid = (pid_file / f"{name}.pid").read_text().strip()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
 def _stop(processes: list[subprocess.Popen[bytes]]) -> list[float]:
     """Stop them; their CPU seconds (user + system, from the kernel's accounting)."""
     cpu = []
@@ -202,6 +221,7 @@ def _variant(
     sink: bool,
     worker: bool = False,
     cwd: Path = ROOT,
+    keyed: bool = False,
 ) -> tuple[dict[str, Any], Settings]:
     settings = _settings(f"bench-{uuid.uuid4().hex[:8]}", work / name)
     log = work / f"{name}.log"
@@ -221,36 +241,63 @@ def _variant(
             running.append(_start("sink", settings, log))
         if worker:
             time.sleep(5.0)  # the worker commits only applied batches: give it time to join
-        started = time.perf_counter()
-        produced = KafkaEventLog.from_settings(settings)
-        try:
-            produced.append(events)
-        finally:
-            produced.close()
+        started, servers = time.perf_counter(), _server_cpu()
+        if keyed:
+            _produce_keyed(settings, events)
+        else:
+            produced = KafkaEventLog.from_settings(settings)
+            try:
+                produced.append(events)
+            finally:
+                produced.close()
         _wait(settings, group, topic, f"{name}: the events applied")
         if sink:
             _wait(settings, sink_group_id(settings), settings.changes_topic, f"{name}: the view")
         seconds = time.perf_counter() - started
+        after = _server_cpu()
     finally:
         cpu = _stop(running)
     return {
         "seconds": round(seconds, 2),
         "events_per_s": round(len(events) / seconds),
         "process_cpu_s": [round(c, 2) for c in cpu],
+        "server_cpu_s": {k: round(after[k] - servers[k], 2) for k in after if k in servers},
     }, settings
+
+
+def _produce_keyed(settings: Settings, events: list[Any]) -> None:
+    """The log as the commits before partitioned routing wrote it: each event (or size-cut
+    part) once, on the partition of its key (Kafka's default partitioner)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    try:
+        for event in events:
+            for body, part in event_messages(event):
+                headers = None if part is None else [(PART_HEADER, part.header())]
+                producer.send(settings.events_topic, value=body, key=partition_key(event),
+                              headers=headers)  # fmt: skip
+        producer.flush()
+    finally:
+        producer.close()
 
 
 def _sink_alone(settings: Settings, work: Path, events: int) -> dict[str, Any]:
     log = work / "sink.log"
-    started = time.perf_counter()
+    started, servers = time.perf_counter(), _server_cpu()
     process = _start("sink", settings, log)
     try:
         _wait(settings, sink_group_id(settings), settings.changes_topic, "sink: the view")
         seconds = time.perf_counter() - started
+        after = _server_cpu()
     finally:
         cpu = _stop([process])
-    return {"seconds": round(seconds, 2), "events_per_s": round(events / seconds),
-            "process_cpu_s": [round(c, 2) for c in cpu]}  # fmt: skip
+    return {
+        "seconds": round(seconds, 2),
+        "events_per_s": round(events / seconds),
+        "process_cpu_s": [round(c, 2) for c in cpu],
+        "server_cpu_s": {k: round(after[k] - servers[k], 2) for k in after if k in servers},
+    }
 
 
 def _recovery(users: int, work: Path) -> dict[str, Any]:
@@ -331,7 +378,7 @@ def main() -> None:
             try:
                 store.clear()
                 kafka[f"worker_{args.old}"], _ = _variant(
-                    "worker_old", events, work, 0, False, worker=True, cwd=old
+                    "worker_old", events, work, 0, False, worker=True, cwd=old, keyed=True
                 )
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT,
