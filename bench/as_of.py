@@ -87,9 +87,8 @@ def run(users: int, as_of: datetime, repeat: int) -> dict[str, Any]:
         "events": len(events),
         "as_of": as_of.isoformat(),
         "alerts_as_of": then[-1].alerts,
-        "same_paths_as_rebuild": [
-            (r.route, r.alerts, r.identifiers) for r in paths_then.rows
-        ] == [(r.route, r.alerts, r.identifiers) for r in paths_rebuilt.rows],
+        "same_paths_as_rebuild": [(r.route, r.alerts, r.identifiers) for r in paths_then.rows]
+        == [(r.route, r.alerts, r.identifiers) for r in paths_rebuilt.rows],
         "plain_s": round(plain_s, 4),
         "as_of_s": round(as_of_s, 4),
         "rebuild_s": round(rebuild_s, 4),

@@ -92,10 +92,12 @@ def main() -> None:
                      "deadletter_topic": f"{stamp}.dead", "changes_topic": f"{stamp}.changes",
                      "incidents_topic": f"{stamp}.incidents"}  # fmt: skip
             _create_topics(Settings().require_kafka(), list(names.values()))
-            settings = Settings().model_copy(update=names)
+            routing = "partitioned" if command == "processor" else "keyed"
+            settings = Settings().model_copy(update={**names, "event_routing": routing})
             env = {**os.environ, "LINEAGE_KEY": KEY, "LINEAGE_HOME": home,
                    "LINEAGE_STATE_DIR": str(Path(home) / command)}  # fmt: skip
             env |= {f"LINEAGE_{k.upper()}": v for k, v in names.items()}
+            env["LINEAGE_EVENT_ROUTING"] = routing
             batch = probes[:total] if command == "worker" else probes[total:]
             result[command] = _run(command, settings, env, setup, batch, args.gap,
                                    args.warmup, Path(home) / f"{command}.log")  # fmt: skip

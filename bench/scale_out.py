@@ -14,8 +14,8 @@ Needs the services (``eval "$(services/svc env)"``); it empties that Neo4j datab
    joined before the events are produced, timed from the first produce to the last event
    applied:
    - ``worker``: today's ``lineage worker`` (state and view in one Neo4j), the baseline
-     (``--old COMMIT``: that commit's worker too, from a git worktree, same run, on the log
-     as that commit's producer wrote it: each event once, on its key's partition);
+     (``--old COMMIT``: that commit's worker too, from a git worktree, same run); the
+     workers' log is keyed (each event once), the processors' partitioned;
    - ``processors_1`` / ``processors_2``: ``lineage processor`` processes, sink apart;
    - ``sink``: ``lineage sink`` alone on the changes ``processors_2`` left, into an empty
      Neo4j, beside ``bench.neo4j_tracker``'s "the same graph written plainly" of that graph;
@@ -51,9 +51,8 @@ from lineage.tracker import Tracker
 from runtime.settings import Settings
 from runtime.wiring import default_policy, default_taxonomy
 from streams.consumer_group import processor_group_id, projector_group_id, sink_group_id
-from streams.kafka_log import KafkaEventLog, event_messages, partition_key, rewind_group
+from streams.kafka_log import KafkaEventLog, rewind_group
 from streams.partitioning import dataset_level, route
-from streams.topics import PART_HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = 8_000
@@ -106,7 +105,7 @@ def _divide(users: int, events: int, broadcast_events: int) -> dict[str, Any]:
 
 
 # -- 2. Kafka ---------------------------------------------------------------------------------
-def _settings(run: str, state: Path) -> Settings:
+def _settings(run: str, state: Path, routing: str = "partitioned") -> Settings:
     base = Settings()
     return base.model_copy(
         update={
@@ -117,6 +116,7 @@ def _settings(run: str, state: Path) -> Settings:
             "changes_topic": f"{run}.changes",
             "state_dir": state,
             "topic_partitions": PARTITIONS,
+            "event_routing": routing,
         }
     )
 
@@ -124,7 +124,7 @@ def _settings(run: str, state: Path) -> Settings:
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("events_topic", "alerts_topic", "incidents_topic", "deadletter_topic",
-                 "changes_topic", "state_dir"):  # fmt: skip
+                 "changes_topic", "state_dir", "event_routing"):  # fmt: skip
         env[f"LINEAGE_{name.upper()}"] = str(getattr(settings, name))
     env["LINEAGE_KEY"] = "bench-key-0123456789abcdef"
     return env
@@ -221,9 +221,9 @@ def _variant(
     sink: bool,
     worker: bool = False,
     cwd: Path = ROOT,
-    keyed: bool = False,
 ) -> tuple[dict[str, Any], Settings]:
-    settings = _settings(f"bench-{uuid.uuid4().hex[:8]}", work / name)
+    routing = "keyed" if worker else "partitioned"
+    settings = _settings(f"bench-{uuid.uuid4().hex[:8]}", work / name, routing)
     log = work / f"{name}.log"
     KafkaEventLog.from_settings(settings).close()  # the topics, created before anyone joins
     running: list[subprocess.Popen[bytes]] = []
@@ -242,14 +242,11 @@ def _variant(
         if worker:
             time.sleep(5.0)  # the worker commits only applied batches: give it time to join
         started, servers = time.perf_counter(), _server_cpu()
-        if keyed:
-            _produce_keyed(settings, events)
-        else:
-            produced = KafkaEventLog.from_settings(settings)
-            try:
-                produced.append(events)
-            finally:
-                produced.close()
+        produced = KafkaEventLog.from_settings(settings)
+        try:
+            produced.append(events)
+        finally:
+            produced.close()
         _wait(settings, group, topic, f"{name}: the events applied")
         if sink:
             _wait(settings, sink_group_id(settings), settings.changes_topic, f"{name}: the view")
@@ -263,23 +260,6 @@ def _variant(
         "process_cpu_s": [round(c, 2) for c in cpu],
         "server_cpu_s": {k: round(after[k] - servers[k], 2) for k in after if k in servers},
     }, settings
-
-
-def _produce_keyed(settings: Settings, events: list[Any]) -> None:
-    """The log as the commits before partitioned routing wrote it: each event (or size-cut
-    part) once, on the partition of its key (Kafka's default partitioner)."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
-    try:
-        for event in events:
-            for body, part in event_messages(event):
-                headers = None if part is None else [(PART_HEADER, part.header())]
-                producer.send(settings.events_topic, value=body, key=partition_key(event),
-                              headers=headers)  # fmt: skip
-        producer.flush()
-    finally:
-        producer.close()
 
 
 def _sink_alone(settings: Settings, work: Path, events: int) -> dict[str, Any]:
@@ -378,7 +358,7 @@ def main() -> None:
             try:
                 store.clear()
                 kafka[f"worker_{args.old}"], _ = _variant(
-                    "worker_old", events, work, 0, False, worker=True, cwd=old, keyed=True
+                    "worker_old", events, work, 0, False, worker=True, cwd=old
                 )
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT,

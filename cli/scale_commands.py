@@ -13,7 +13,7 @@ import typer
 
 from cli.kafka_commands import MetricsPort, serve_metrics
 from cli.output import fail
-from lineage.errors import LineageError
+from lineage.errors import ConfigurationError, LineageError
 
 LogLevel = Annotated[str, typer.Option("--loglevel", help="log level: debug, info, warn, error")]
 
@@ -41,6 +41,11 @@ def processor(
         if state_dir is not None:
             settings = settings.model_copy(update={"state_dir": state_dir})
         settings.require_kafka()
+        if settings.event_routing != "partitioned":
+            raise ConfigurationError(
+                "the processor needs the events split and broadcast per partition: set "
+                "LINEAGE_EVENT_ROUTING=partitioned for it and for every producer (docs/scale.md)"
+            )
         policy = build_policy(settings)
         ensure_topics(settings)
         metrics = serve_metrics(metrics_port) if metrics_port else None

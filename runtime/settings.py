@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     incidents_topic: str = INCIDENTS_TOPIC
     changes_topic: str = CHANGES_TOPIC
     topic_partitions: int = 4
+    event_routing: Literal["keyed", "partitioned"] = Field(
+        default="keyed",
+        description="how producers place events: by key (for `lineage worker`), or split and "
+        "broadcast per partition (for `lineage processor`, docs/scale.md)",
+    )
     state_dir: Path = Field(
         default=Path(".lineage/partitions"), description="a processor's partitions' state"
     )

@@ -56,10 +56,11 @@ ONE_PER_KEY = {"cleanup.policy": "compact"}
 
 
 def partition_key(event: Event) -> bytes:
-    """The Kafka message key. The partition is chosen by :mod:`streams.partitioning` (an
-    identifier's events by its ref, which is also this key, so Kafka's default partitioner
-    agrees; a listed flow or use split per partition, a whole-dataset one copied to every
-    partition); flows and uses are keyed by the dataset they read, for readability."""
+    """The Kafka message key. With keyed routing (``lineage worker``) it picks the partition:
+    an identifier's events by its ref, flows, uses and reads by the dataset they read, so
+    each key's state updates stay on one worker. With partitioned routing (``lineage
+    processor``) :mod:`streams.partitioning` picks it (an identifier's events by its ref,
+    which is also this key, so Kafka's default partitioner agrees)."""
     if isinstance(event, DataFlowed):
         return event.source.key.encode()
     if isinstance(event, DataUsed | DataRead):  # a read: its dataset, like a use
@@ -214,6 +215,7 @@ class KafkaEventLog:
         self._unsettled: list[Any] = []
         self._broken = False
         self._partition_count: int | None = None
+        self._routing = settings.event_routing
         warn_if_slow_crc()
         try:
             self._producer = KafkaProducer(
@@ -242,10 +244,7 @@ class KafkaEventLog:
 
     def append(self, events: Sequence[Event]) -> Appended:
         # Every event is routed, sized and split before anything of the batch is sent.
-        partitions = self._partitions()
-        messages = [
-            (partition_key(event), partitioned_messages(event, partitions)) for event in events
-        ]
+        messages = [(partition_key(event), self._messages(event)) for event in events]
         futures = []
         try:
             for key, routed in messages:
@@ -256,6 +255,13 @@ class KafkaEventLog:
             self._unsettled += futures
         self._wait(futures, "append to the event log")
         return Appended(list(events))  # Kafka cannot tell; the graph's merges make them no-ops
+
+    def _messages(self, event: Event) -> list[tuple[int | None, bytes, Part | None]]:
+        """Keyed (``lineage worker``): each event once, on its key's partition. Partitioned
+        (``lineage processor``): split and broadcast by :mod:`streams.partitioning`."""
+        if self._routing == "partitioned":
+            return list(partitioned_messages(event, self._partitions()))
+        return [(None, body, part) for body, part in event_messages(event)]
 
     def _partitions(self) -> int:
         """The events topic's partition count, asked once (it is fixed for the topic's life)."""

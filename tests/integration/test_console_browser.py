@@ -101,13 +101,15 @@ def test_the_api_answers_what_the_cli_answers(demo: Path, server: Served) -> Non
         expected = same_times(cli(demo, "report", *options))
         assert {k: summary[k] for k in expected} == expected
         for name in ("paths", "affected", "collections", "erasure-gaps"):
-            assert get(server, f"/api/v1/queries/{name}", **when)["rows"] == cli(
-                demo, "query", name, *options
-            )["rows"], name
+            assert (
+                get(server, f"/api/v1/queries/{name}", **when)["rows"]
+                == cli(demo, "query", name, *options)["rows"]
+            ), name
         assert get(server, "/api/v1/alerts", **when)["total"] == expected["alerts"]
-    assert get(server, "/api/v1/report", as_of=AS_OF)["summary"]["alerts"] < get(
-        server, "/api/v1/report"
-    )["summary"]["alerts"]  # the date matters: fewer violations then
+    assert (
+        get(server, "/api/v1/report", as_of=AS_OF)["summary"]["alerts"]
+        < get(server, "/api/v1/report")["summary"]["alerts"]
+    )  # the date matters: fewer violations then
 
 
 def test_lineage_follows_marquez_shape_around_a_node(server: Served) -> None:

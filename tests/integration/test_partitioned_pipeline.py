@@ -93,10 +93,17 @@ class ScaleOut:
                 time.sleep(0.3)
 
 
+def partitioned(pipe: Pipeline) -> Pipeline:
+    """Producers and processors of this pipeline route per partition (docs/scale.md)."""
+    pipe.settings = pipe.settings.model_copy(update={"event_routing": "partitioned"})
+    pipe.env["LINEAGE_EVENT_ROUTING"] = "partitioned"
+    return pipe
+
+
 @pytest.fixture
 def scale(services: object, tmp_path: Path) -> Iterator[ScaleOut]:
     with open_pipeline(services, tmp_path) as pipe:  # type: ignore[arg-type]
-        yield ScaleOut(pipe)
+        yield ScaleOut(partitioned(pipe))
 
 
 def assert_reference(scale: ScaleOut, reference: Reference) -> None:
@@ -194,6 +201,7 @@ def test_processor_metrics_count_every_partitions_messages(
     samples = _samples(f"http://127.0.0.1:{port}/metrics")
     partitions = scale.pipe.settings.topic_partitions
     messages = sum(len(partitioned_messages(e, partitions)) for e in case_events)
+    assert messages > len(case_events)  # the broadcast copies and parts were produced
     assert samples[("lineage_events_total", (("outcome", "accepted"),))] == messages
     raised = sum(v for (name, _), v in samples.items() if name == "lineage_alerts_total")
     assert raised >= len({a.alert_id for a in reference.alerts if a.status == "active"})

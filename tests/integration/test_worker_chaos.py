@@ -358,9 +358,10 @@ def test_neo4j_outage_stops_only_the_sink(
         SINK,
         ScaleOut,
         assert_reference,
+        partitioned,
     )
 
-    scale = ScaleOut(pipeline)
+    scale = ScaleOut(partitioned(pipeline))
     through(pipeline, gate)
     half = len(case_events) // 2
     pipeline.produce(case_events[:half])
@@ -373,8 +374,10 @@ def test_neo4j_outage_stops_only_the_sink(
     down_at = time.monotonic()
     settings = pipeline.settings
     wait_for(
-        lambda: scale.lag(processor_group_id(settings), settings.events_topic)[0]
-        == scale.lag(processor_group_id(settings), settings.events_topic)[1],
+        lambda: (
+            scale.lag(processor_group_id(settings), settings.events_topic)[0]
+            == scale.lag(processor_group_id(settings), settings.events_topic)[1]
+        ),
         "the processors to apply everything with Neo4j away",
         pipeline,
     )
@@ -396,9 +399,10 @@ def test_kafka_outage_is_waited_out_by_processor_and_sink(
         SINK,
         ScaleOut,
         assert_reference,
+        partitioned,
     )
 
-    scale = ScaleOut(pipeline)
+    scale = ScaleOut(partitioned(pipeline))
     pipeline.produce(case_events)
     scale.start("processor", PROCESSOR)
     scale.start("sink", SINK)
