@@ -37,13 +37,9 @@ from lineage.policy import Policy
 from runtime.metrics import LineageMetrics, WorkerMetrics
 from runtime.settings import Settings
 from streams.consumer_group import (
-    HEARTBEAT_INTERVAL_S,
-    SESSION_TIMEOUT_S,
     processor_group_id,
 )
 from streams.projector import (
-    MAX_BATCH,
-    MAX_POLL_INTERVAL_S,
     OUTBOX_BATCH,
     Accepted,
     BatchSizer,
@@ -51,10 +47,10 @@ from streams.projector import (
     KafkaOutlet,
     Projector,
     Retry,
-    _broker_error,
     _short,
     behind,
     configure_logging,
+    group_consumer,
     part_header,
     poll_batch,
     stop_on_signals,
@@ -171,8 +167,7 @@ class Assignment:
 
 
 def create_consumer(settings: Settings, assignment: Assignment) -> Any:
-    from kafka import ConsumerRebalanceListener, KafkaConsumer
-    from kafka.errors import KafkaError
+    from kafka import ConsumerRebalanceListener
 
     class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         def on_partitions_revoked(self, revoked: Any) -> None:
@@ -182,21 +177,13 @@ def create_consumer(settings: Settings, assignment: Assignment) -> Any:
             consumer.pause(*assigned)  # nothing is fetched before its position is sought
             assignment.note(assigned=list(assigned))
 
-    try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=settings.require_kafka(),
-            group_id=processor_group_id(settings),
-            client_id="lineage-processor",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=MAX_BATCH,
-            session_timeout_ms=int(SESSION_TIMEOUT_S * 1000),
-            heartbeat_interval_ms=int(HEARTBEAT_INTERVAL_S * 1000),
-            max_poll_interval_ms=int(MAX_POLL_INTERVAL_S * 1000),
-        )
-        consumer.subscribe([settings.events_topic], listener=Listener())
-    except KafkaError as exc:
-        raise _broker_error("create the processor's consumer", exc) from exc
+    consumer = group_consumer(
+        settings,
+        processor_group_id(settings),
+        "lineage-processor",
+        settings.events_topic,
+        Listener(),
+    )
     return consumer
 
 

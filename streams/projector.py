@@ -458,14 +458,25 @@ def create_consumer(settings: Settings) -> Any:
     """The projector group's consumer: manual commits only, batches of up to ``MAX_BATCH``, one
     subscription, partitions split between the group's workers by Kafka (the producers key
     events by identifier or dataset, so a key's events go to one worker)."""
+    return group_consumer(
+        settings, projector_group_id(settings), "lineage-projector", settings.events_topic
+    )
+
+
+def group_consumer(
+    settings: Settings, group_id: str, client_id: str, topic: str, listener: Any = None
+) -> Any:
+    """A consumer of ``topic`` in ``group_id`` as every loop here wants one: manual commits,
+    from the earliest record, ``MAX_BATCH`` per poll, fast failover, and a poll interval above
+    the retry budget (``listener``: a rebalance listener)."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
     try:
         consumer = KafkaConsumer(
             bootstrap_servers=settings.require_kafka(),
-            group_id=projector_group_id(settings),
-            client_id="lineage-projector",
+            group_id=group_id,
+            client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=MAX_BATCH,
@@ -473,9 +484,12 @@ def create_consumer(settings: Settings) -> Any:
             heartbeat_interval_ms=int(HEARTBEAT_INTERVAL_S * 1000),
             max_poll_interval_ms=int(MAX_POLL_INTERVAL_S * 1000),
         )
-        consumer.subscribe([settings.events_topic])
+        if listener is None:
+            consumer.subscribe([topic])
+        else:
+            consumer.subscribe([topic], listener=listener)
     except KafkaError as exc:
-        raise _broker_error("create the projector's consumer", exc) from exc
+        raise _broker_error(f"create {client_id}'s consumer", exc) from exc
     return consumer
 
 

@@ -23,16 +23,14 @@ from graph.neo4j_store import Neo4jStore
 from lineage.changes import UnitChange, coalesce, decode
 from lineage.errors import InvalidEventError, StoreError
 from runtime.settings import Settings
-from streams.consumer_group import HEARTBEAT_INTERVAL_S, SESSION_TIMEOUT_S, sink_group_id
+from streams.consumer_group import sink_group_id
 from streams.projector import (
-    MAX_BATCH,
-    MAX_POLL_INTERVAL_S,
     BatchSizer,
     Retry,
-    _broker_error,
     _short,
     commit_batch,
     configure_logging,
+    group_consumer,
     poll_batch,
     stop_on_signals,
 )
@@ -101,25 +99,7 @@ def decode_records(records: Sequence[Any]) -> list[UnitChange]:
 
 
 def create_consumer(settings: Settings) -> Any:
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
-
-    try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=settings.require_kafka(),
-            group_id=sink_group_id(settings),
-            client_id="lineage-sink",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=MAX_BATCH,
-            session_timeout_ms=int(SESSION_TIMEOUT_S * 1000),
-            heartbeat_interval_ms=int(HEARTBEAT_INTERVAL_S * 1000),
-            max_poll_interval_ms=int(MAX_POLL_INTERVAL_S * 1000),
-        )
-        consumer.subscribe([settings.changes_topic])
-    except KafkaError as exc:
-        raise _broker_error("create the sink's consumer", exc) from exc
-    return consumer
+    return group_consumer(settings, sink_group_id(settings), "lineage-sink", settings.changes_topic)
 
 
 def consume(consumer: Any, sink: ViewSink, stop: threading.Event) -> None:
