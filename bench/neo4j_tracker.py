@@ -32,6 +32,7 @@ from typing import Any, LiteralString, TypeVar
 from neo4j._codec.packstream import v1 as packstream
 
 from bench.propagation import _events
+from graph.neo4j_alerts import alert_of, alert_props
 from graph.neo4j_store import Neo4jStore
 from graph.sqlite_store import SqliteStore
 from graph.store import GraphStore
@@ -65,6 +66,8 @@ MATCH ()-[r]->()
 RETURN type(r) AS type, count(*) AS n ORDER BY n DESC
 """
 #: Copies with no source: each repeats a collection (its dataset, purpose, time and event id).
+#: The outbox marks, set only while an alert waits to be published.
+QUEUE_KEYS = frozenset({"queued_at", "queued_index"})
 SEED_COPIES: LiteralString = "MATCH ()-[c:COPY_IN]->() WHERE c.source IS NULL RETURN count(c) AS n"
 #: The unique key of each label, to find a node again when its graph is written plainly.
 NODE_KEYS = {
@@ -230,6 +233,25 @@ def _same_graph(store: Neo4jStore, graph: Exported, chunk: int) -> tuple[float, 
     return time.perf_counter() - started, spent
 
 
+def _size(props: dict[str, Any]) -> int:
+    """Bytes of a node's property values as stored (UTF-8 strings, 8-byte numbers; a null is
+    no property), the same count for either model."""
+    values = [v for k, v in props.items() if v is not None and k not in QUEUE_KEYS]
+    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
+    return sum(len(x.encode()) if isinstance(x, str) else 8 for x in flat)
+
+
+def _alert_bytes(store: Neo4jStore) -> dict[str, Any]:
+    """Mean bytes per ``Alert`` node in the lean model (the stored nodes) beside the model
+    before it (every field plus the alert's JSON), for the same alerts."""
+    nodes = [r["p"] for r in _query(store, "MATCH (a:Alert) RETURN a {.*} AS p")]
+    lean = sum(_size(p) for p in nodes)
+    whole = sum(_size(alert_props(alert_of(p), lean=False)) for p in nodes)
+    count = max(len(nodes), 1)
+    return {"alerts": len(nodes), "lean": round(lean / count), "with_json": round(whole / count),
+            "ratio": round(lean / max(whole, 1), 3)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=20_000)
@@ -249,6 +271,7 @@ def main() -> None:
     tracker_rows = []
     graph: dict[str, int] = {}
     by_type: dict[str, int] = {}
+    alert_bytes: dict[str, Any] = {}
     shape: list[tuple[int, int]] = []
     exported: Exported | None = None
     for batch in args.batch or [500, 8_000]:
@@ -278,6 +301,7 @@ def main() -> None:
             exported = _export(store)
             by_type = {r["type"]: r["n"] for r in _query(store, BY_TYPE)}
             by_type["COPY_IN of a collection itself"] = _query(store, SEED_COPIES)[0]["n"]
+            alert_bytes = _alert_bytes(store)
             ids: dict[int, int] = {}
             for r in _query(store, SHAPE):
                 shape.append((ids.setdefault(r["a"], len(ids)), ids.setdefault(r["b"], len(ids))))
@@ -313,6 +337,7 @@ def main() -> None:
         "relationships_per_event_by_type": {
             kind: round(n / len(events), 2) for kind, n in by_type.items()
         },
+        "alert_node_bytes": alert_bytes,
         "tracker": tracker_rows,
         "baseline_unwind_merge": baseline_rows,
         "baseline_best_relationships_per_s": best,

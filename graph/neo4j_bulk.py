@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from graph.neo4j_alerts import EVIDENCE_KEYS, alert_of, alert_props
 from lineage.alerts import Alert
 from lineage.errors import StoreError
 from lineage.events import micros
@@ -175,6 +176,22 @@ class _Writer:
         self.rows += 1
 
 
+#: The alert's scalar properties in the CSV's column order (``subjects`` between the two).
+_ALERT_HEAD: Final = ("alert_id", "revision", "status", "schema_version", "rule", "severity",
+                      "identifier", "category", "display")  # fmt: skip
+_ALERT_TAIL: Final = ("origin_dataset", "origin_purpose", "use_dataset", "use_job",
+                      "use_purpose", "occurred_at")  # fmt: skip
+
+
+def _delimited(alert: Alert) -> bool:
+    """An evidence string holding the array delimiter (event ids and names are the sender's)."""
+    return any(
+        ARRAY_DELIMITER in (value or "")
+        for step in alert.evidence
+        for value in (step.event_id, step.dataset, step.source, step.job)
+    )
+
+
 def _array(values: Iterable[Any]) -> str | None:
     joined = ARRAY_DELIMITER.join(str(v) for v in values)
     return joined or None
@@ -211,12 +228,17 @@ def write_csvs(
             "alert_id:ID(Alert)", "revision:long", "status", "schema_version:long", "rule",
             "severity", "identifier", "category", "display", "subjects:string[]",
             "origin_dataset", "origin_purpose", "use_dataset", "use_job", "use_purpose",
-            "occurred_at:long", "json", "queued_at:datetime", "queued_index:long",
+            "occurred_at:long", "evidence_event_ids:string[]", "evidence_at:long[]",
+            "evidence_datasets:string[]", "evidence_jobs:string[]", "evidence_sources:string[]",
+            "json", "queued_at:datetime", "queued_index:long",
         ])  # fmt: skip
         claim = open_("EventClaim", True, ["key:ID(EventClaim)", "digest"])
         belongs = open_("BELONGS_TO", False, [":START_ID(Identifier)", ":END_ID(Subject)"])
-        collected = open_("COLLECTED_INTO", False, [
-            ":START_ID(Identifier)", ":END_ID(Dataset)", "purpose", "at:long", "event_id"])
+        collected = open_(
+            "COLLECTED_INTO",
+            False,
+            [":START_ID(Identifier)", ":END_ID(Dataset)", "purpose", "at:long", "event_id"],
+        )
         copy_in = open_("COPY_IN", False, [
             ":START_ID(Identifier)", ":END_ID(Dataset)", "dataset", "origin", "epoch:long",
             "since:long", "hops:long", "event_id", "source", "job"])  # fmt: skip
@@ -228,8 +250,11 @@ def write_csvs(
         use_run = open_("USE_RUN", False, [
             ":START_ID(Dataset)", ":END_ID(Purpose)", "dataset", "purpose", "job", "at:long",
             "event_id"])  # fmt: skip
-        carried = open_("CARRIED_TO", False, [
-            ":START_ID(Identifier)", ":END_ID(Dataset)", "source", "job", "at:long", "event_id"])
+        carried = open_(
+            "CARRIED_TO",
+            False,
+            [":START_ID(Identifier)", ":END_ID(Dataset)", "source", "job", "at:long", "event_id"],
+        )
         used_in = open_("USED_IN", False, [
             ":START_ID(Identifier)", ":END_ID(Purpose)", "dataset", "job", "at:long",
             "event_id"])  # fmt: skip
@@ -279,11 +304,11 @@ def write_csvs(
         for index, planned in enumerate(alerts):
             al = planned.alert
             queued = [stamp, index] if planned.queued else [None, None]
+            props = alert_props(al, lean=not _delimited(al))
             alert.row([
-                al.alert_id, al.revision, al.status, al.schema_version, al.rule, al.severity,
-                al.identifier, al.category, al.display, _array(al.subjects), al.origin_dataset,
-                al.origin_purpose, al.use_dataset, al.use_job, al.use_purpose,
-                micros(al.occurred_at), al.model_dump_json(), *queued,
+                *(props[k] for k in _ALERT_HEAD), _array(al.subjects),
+                *(props[k] for k in _ALERT_TAIL),
+                *(_array(props[k] or ()) for k in EVIDENCE_KEYS), props["json"], *queued,
             ])  # fmt: skip
             about.row([al.alert_id, al.identifier])
             if al.identifier not in refs:  # an alert about an identifier the log never named
@@ -334,7 +359,10 @@ def run_import(libs: Path, csvs: CsvSet, home: Path) -> float:
     started = time.perf_counter()
     with log_path.open("w") as log:
         done = subprocess.run(
-            import_command(libs, csvs, home), env=env, stdout=log, stderr=subprocess.STDOUT,
+            import_command(libs, csvs, home),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             check=False,
         )
     if done.returncode != 0:
@@ -349,9 +377,7 @@ def database_dirs(home: Path) -> tuple[Path, Path]:
     return data / "databases" / DATABASE, data / "transactions" / DATABASE
 
 
-def swap_in(
-    staged: Path, live: Path, stop: Callable[[], None], start: Callable[[], None]
-) -> Path:
+def swap_in(staged: Path, live: Path, stop: Callable[[], None], start: Callable[[], None]) -> Path:
     """Stop the server, move its database aside, move the imported one in, start it. The
     previous database is kept under ``staged/previous`` (delete it once the new one is
     checked); returns that path. If the start fails, the caller still has both."""
@@ -392,7 +418,7 @@ def svc_control(repo: Path, action: str) -> Callable[[], None]:
 
 LIVE_ALERTS: Final = """
 MATCH (a:Alert)
-RETURN a.json AS json, a.queued_at IS NOT NULL AS queued
+RETURN a {.*} AS alert, a.queued_at IS NOT NULL AS queued
 """
 LIVE_ACTIONS: Final = "MATCH (x:IncidentAction) RETURN x.json AS json"
 
@@ -400,6 +426,6 @@ LIVE_ACTIONS: Final = "MATCH (x:IncidentAction) RETURN x.json AS json"
 def live_alerts(records: Iterable[Any]) -> dict[str, LiveAlert]:
     found: dict[str, LiveAlert] = {}
     for r in records:
-        alert = Alert.model_validate_json(r["json"])
+        alert = alert_of(r["alert"])
         found[alert.alert_id] = LiveAlert(alert, bool(r["queued"]))
     return found

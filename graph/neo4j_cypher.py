@@ -21,10 +21,13 @@ Graph shape (times are epoch microseconds; ``origin`` is ``<purpose>@<collection
   the identifier (to its target dataset).
 - ``(:Identifier)-[:USED_IN {dataset, job, at, event_id}]->(:Purpose)``: a use that listed it.
 - ``(:Job {name})``: every job seen (the job of an edge is a property of it).
-- ``(:Alert {alert_id, revision, status, rule, severity, identifier, origin_dataset,
-  origin_purpose, use_dataset, use_job, use_purpose, occurred_at, json})-[:ABOUT]->
-  (:Identifier)``; ``json`` rebuilds the alert exactly; ``queued_at``/``queued_index`` are set
-  while the alert's latest revision waits in the outbox.
+- ``(:Alert {alert_id, revision, status, rule, severity, identifier, category, display,
+  subjects, origin_dataset, origin_purpose, use_dataset, use_job, use_purpose, occurred_at,
+  evidence_event_ids, evidence_at, evidence_datasets, evidence_jobs,
+  evidence_sources})-[:ABOUT]->(:Identifier)``: every field of the alert once, its evidence
+  path as parallel lists (:mod:`graph.neo4j_alerts`, which rebuilds the alert exactly);
+  ``queued_at``/``queued_index`` are set while the alert's latest revision waits in the
+  outbox.
 - ``(:EventClaim {key, digest})``: who owns an event id on the Kafka path (an id, or
   ``id#i`` for part i of a split event; :mod:`lineage.event_identity`), not part of the graph.
 
@@ -289,7 +292,7 @@ CALL () {{
 CALL () {{
   UNWIND $r.alerts AS id
   MATCH (a:Alert {{alert_id: id}})
-  RETURN collect(a.json) AS alerts
+  RETURN collect(a {{.*}}) AS alerts
 }}
 """
 
@@ -462,15 +465,15 @@ CALL () {
 ALERTS: Final = """
 MATCH (a:Alert)
 WHERE $withdrawn OR a.status = 'active'
-RETURN a.json AS json ORDER BY a.occurred_at, a.alert_id
+RETURN a {.*} AS alert ORDER BY a.occurred_at, a.alert_id
 """
-ALERT: Final = "MATCH (a:Alert {alert_id: $alert_id}) RETURN a.json AS json"
+ALERT: Final = "MATCH (a:Alert {alert_id: $alert_id}) RETURN a {.*} AS alert"
 
 #: The ``limit`` oldest queued (transaction time, then position in the write), from the index.
 UNPUBLISHED_ALERTS: Final = """
 MATCH (a:Alert) USING INDEX a:Alert(queued_at, queued_index)
 WHERE a.queued_at IS NOT NULL AND a.queued_index IS NOT NULL
-RETURN a.json AS json ORDER BY a.queued_at, a.queued_index LIMIT $limit
+RETURN a {.*} AS alert ORDER BY a.queued_at, a.queued_index LIMIT $limit
 """
 
 #: Only the revision that was published leaves the outbox; unknown ids match nothing, so

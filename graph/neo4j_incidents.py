@@ -1,13 +1,13 @@
 """The Neo4j store's reads for incidents (``lineage.incidents.IncidentReader``): one Cypher
-over the active alerts and their identifiers' accounts (the route out of the alert's JSON, as
-``neo4j_queries.violations`` reads it)."""
+over the active alerts and their identifiers' accounts (the route out of the alert's evidence
+lists, :func:`graph.neo4j_alerts.route_of`, as ``neo4j_queries.violations`` reads it)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from graph.neo4j_alerts import route_of
 from lineage.events import IncidentEvent
 from lineage.identifiers import DATASET_LEVEL_SUBJECT
 from lineage.incidents import Action, IncidentKey, Member, action_of
@@ -24,7 +24,8 @@ WHERE $as_of IS NULL OR a.occurred_at <= $as_of
 RETURN a.rule AS rule, a.alert_id AS alert_id, i.ref AS identifier,
        a.origin_dataset AS origin_dataset, a.origin_purpose AS origin_purpose,
        a.use_dataset AS use_dataset, a.use_job AS use_job, a.use_purpose AS use_purpose,
-       a.occurred_at AS at, a.json AS json,
+       a.occurred_at AS at,
+       a {.evidence_datasets, .evidence_jobs, .use_job, .json} AS alert,
        COLLECT { MATCH (i)-[:BELONGS_TO]->(s:Subject) RETURN s.ref } AS subjects
 """
 
@@ -57,10 +58,10 @@ ON CREATE SET x.incident_id = row.incident_id, x.kind = row.kind, x.by = row.by,
 def members(read: Read, as_of: int | None) -> list[Member]:
     found: list[Member] = []
     for r in read("reading incident members", MEMBERS, as_of=as_of):
-        evidence = json.loads(r["json"])["evidence"]
+        route = route_of(r["alert"])
         key = IncidentKey(
             r["rule"], r["origin_dataset"], r["origin_purpose"],
-            tuple((step["dataset"], step["job"]) for step in evidence),
+            route,
             r["use_dataset"], r["use_job"], r["use_purpose"],
         )  # fmt: skip
         accounts = list(r["subjects"])

@@ -8,10 +8,10 @@ one person (``'#' + i.ref`` never equals an account ref, both being hex digests)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final, LiteralString
 
+from graph.neo4j_alerts import route_of
 from lineage.model import Copy, Origin
 from lineage.queries import CollectionGroup, ErasedCopy, Holding, Violation, people_of
 
@@ -23,7 +23,8 @@ MATCH (a:Alert)-[:ABOUT]->(i:Identifier)
 WHERE a.status = 'active' AND a.occurred_at <= $as_of
 RETURN i.ref AS identifier, a.category AS category, a.origin_dataset AS origin_dataset,
        a.origin_purpose AS origin_purpose, a.use_dataset AS use_dataset, a.use_job AS use_job,
-       a.use_purpose AS use_purpose, a.occurred_at AS at, a.json AS json,
+       a.use_purpose AS use_purpose, a.occurred_at AS at,
+       a {.evidence_datasets, .evidence_jobs, .use_job, .json} AS alert,
        COLLECT { MATCH (i)-[:BELONGS_TO]->(s:Subject) RETURN s.ref } AS subjects
 """
 
@@ -80,18 +81,17 @@ def _run(read: Read, action: str, query: LiteralString, **params: Any) -> list[A
 
 
 def violations(read: Read, as_of: int) -> list[Violation]:
-    """The route is the alert's evidence, read from its JSON (a list property would need a
-    schema change of the alert nodes)."""
+    """The route is the alert's evidence path, read from the node's lists."""
     found: list[Violation] = []
     for r in _run(read, "reading violations", VIOLATIONS, as_of=as_of):
-        evidence = json.loads(r["json"])["evidence"]
+        route = route_of(r["alert"])
         found.append(
             Violation(
                 r["identifier"],
                 r["category"],
                 r["origin_dataset"],
                 r["origin_purpose"],
-                tuple((step["dataset"], step["job"]) for step in evidence),
+                route,
                 r["use_dataset"],
                 r["use_job"],
                 r["use_purpose"],

@@ -87,6 +87,7 @@ from graph.errors import (
     PermanentStoreError,
     TransientStoreError,
 )
+from graph.neo4j_alerts import alert_of, alert_props
 from graph.store import GraphSnapshot
 from lineage.alerts import Alert
 from lineage.audit import CarriedOrigin, RouteExample, carried_order, route_examples
@@ -179,29 +180,6 @@ def _node(ref: str, category: str, display: str | None, erasures: list[int],
     return IdentifierNode(
         ref, cast(Category, category), display, frozenset(subjects), tuple(sorted(erasures))
     )
-
-
-def _alert_props(alert: Alert) -> Row:
-    """The fields worth querying in Cypher, plus the JSON that rebuilds the alert exactly."""
-    return {
-        "alert_id": alert.alert_id,
-        "revision": alert.revision,
-        "status": alert.status,
-        "schema_version": alert.schema_version,
-        "rule": alert.rule,
-        "severity": alert.severity,
-        "identifier": alert.identifier,
-        "category": alert.category,
-        "display": alert.display,
-        "subjects": alert.subjects,
-        "origin_dataset": alert.origin_dataset,
-        "origin_purpose": alert.origin_purpose,
-        "use_dataset": alert.use_dataset,
-        "use_job": alert.use_job,
-        "use_purpose": alert.use_purpose,
-        "occurred_at": micros(alert.occurred_at),
-        "json": alert.model_dump_json(),
-    }
 
 
 def _state_params(keys: StateKeys) -> dict[str, list[Any]]:
@@ -542,8 +520,8 @@ class Neo4jStore:
                 tuple(_copy(ref, c) for c in copies),
                 tuple(sorted(alert_ids)),
             )
-        for body in r["alerts"]:
-            alert = Alert.model_validate_json(body)
+        for props in r["alerts"]:
+            alert = alert_of(props)
             facts.alerts[alert.alert_id] = alert
         if request.state is not None:
             facts.state = self._state(r)
@@ -630,7 +608,7 @@ class Neo4jStore:
         # sorted, so concurrent writers lock relationships' nodes in one order
         params["copies"] = [_copy_row(copies[k]) for k in sorted(copies)]
         params["alerts"] = [
-            {"alert_id": a.alert_id, "revision": a.revision, "index": n, "props": _alert_props(a)}
+            {"alert_id": a.alert_id, "revision": a.revision, "index": n, "props": alert_props(a)}
             for n, a in enumerate(alerts.values())
         ]
         self._write("writing to the graph", cypher.WRITE, w=params)
@@ -638,15 +616,15 @@ class Neo4jStore:
     # -- operators -------------------------------------------------------------------------
     def alerts(self, include_withdrawn: bool = False) -> list[Alert]:
         records = self._read("reading alerts", cypher.ALERTS, withdrawn=include_withdrawn)
-        return [Alert.model_validate_json(r["json"]) for r in records]
+        return [alert_of(r["alert"]) for r in records]
 
     def alert(self, alert_id: str) -> Alert | None:
         records = self._read("reading an alert", cypher.ALERT, alert_id=alert_id)
-        return Alert.model_validate_json(records[0]["json"]) if records else None
+        return alert_of(records[0]["alert"]) if records else None
 
     def unpublished_alerts(self, limit: int = 1_000) -> list[Alert]:
         records = self._read("reading the alert outbox", cypher.UNPUBLISHED_ALERTS, limit=limit)
-        return [Alert.model_validate_json(r["json"]) for r in records]
+        return [alert_of(r["alert"]) for r in records]
 
     def mark_published(self, alerts: Sequence[Alert]) -> None:
         if not alerts:
@@ -702,12 +680,12 @@ class Neo4jStore:
             MATCH (a:Alert) WHERE a.status = 'active'
               AND ($since IS NULL OR a.occurred_at >= $since)
               AND ($until IS NULL OR a.occurred_at < $until)
-            RETURN a.json AS json ORDER BY a.occurred_at, a.alert_id
+            RETURN a {.*} AS alert ORDER BY a.occurred_at, a.alert_id
             """,
             since=None if since is None else micros(since),
             until=None if until is None else micros(until),
         )
-        return [Alert.model_validate_json(r["json"]) for r in records]
+        return [alert_of(r["alert"]) for r in records]
 
     def tally_between(self, since: datetime | None, until: datetime | None) -> Tally:
         if since is None and until is None:

@@ -239,9 +239,7 @@ class SqliteStore:
         state.load_collections(
             db.execute("SELECT ident, dataset, purpose, at, event_id FROM collections")
         )
-        state.load_copies(
-            (r[0], _copy("", r)) for r in db.execute(f"SELECT {_COPY} FROM copies")
-        )
+        state.load_copies((r[0], _copy("", r)) for r in db.execute(f"SELECT {_COPY} FROM copies"))
         state.load_carried(
             db.execute("SELECT ident, source, target, job, at, event_id FROM carried")
         )
@@ -269,9 +267,7 @@ class SqliteStore:
         return self._db.execute(sql, params).fetchall()
 
     # -- the port: reads ---------------------------------------------------------------
-    def _keyed(
-        self, keys: Iterable[tuple[Any, ...]], width: int, sql: str
-    ) -> list[Sequence[Any]]:
+    def _keyed(self, keys: Iterable[tuple[Any, ...]], width: int, sql: str) -> list[Sequence[Any]]:
         """Rows of ``sql`` joined to the keys as ``k(c0..)``: one statement per chunk of keys
         instead of one per key (each still an index seek)."""
         items = list(keys)
@@ -513,13 +509,17 @@ class SqliteStore:
             ("edges", "kind, a, b, job", rows.edges),
             ("runs", "kind, a, b, job, at, event_id", rows.runs),
         ]
-        keyed: list[tuple[str, str, list[dict[str, Any]]]] = [] if self._deferred else [
-            ("subjects", "ref, subject", rows.subjects),
-            ("erasures", "ref, at, event_id", rows.erasures),
-            ("collections", "ref, dataset, purpose, at, event_id", rows.collections),
-            ("carried", "ref, source, target, job, at, event_id", rows.carried),
-            ("specific", "ref, dataset, purpose, job, at, event_id", rows.specific),
-        ]
+        keyed: list[tuple[str, str, list[dict[str, Any]]]] = (
+            []
+            if self._deferred
+            else [
+                ("subjects", "ref, subject", rows.subjects),
+                ("erasures", "ref, at, event_id", rows.erasures),
+                ("collections", "ref, dataset, purpose, at, event_id", rows.collections),
+                ("carried", "ref, source, target, job, at, event_id", rows.carried),
+                ("specific", "ref, dataset, purpose, job, at, event_id", rows.specific),
+            ]
+        )
         ids = self._ids(r["ref"] for _, _, items in keyed for r in items)
         # The small dataset/job graph (``edges()``) also names datasets linked only by flows or
         # uses of listed identifiers: one row per (source, target, job), not per event.
@@ -911,4 +911,3 @@ class SqliteStore:
 
     def close(self) -> None:
         """The connection belongs to whoever opened it (the event log, in embedded mode)."""
-
