@@ -24,6 +24,11 @@ from streams.log import Appended, EventLog
 
 
 class Recording(Protocol):
+    #: Whether this process applies what it records, and so delivers the store's outbox. A
+    #: process that only appends (``lineage ingest --kafka``) must leave the outbox to the
+    #: worker that applies: draining it would mark alerts published that never reached Kafka.
+    owns_outbox: bool
+
     def record(self, events: Sequence[Event]) -> tuple[Appended, list[Alert]]:
         """Make the events durable; return the alerts that raised or revised (if applied)."""
 
@@ -37,6 +42,8 @@ class Recording(Protocol):
 class InOneTransaction:
     """Embedded: one transaction per batch. Outbox marks of the previous batch ride in it
     (one fsync per batch, not two; a crash before it re-delivers them: at least once)."""
+
+    owns_outbox = True
 
     def __init__(self, log: EventLog, store: GraphStore, tracker: Tracker) -> None:
         self._log = log
@@ -70,6 +77,8 @@ class InOneTransaction:
 
 
 class AppendThenApply:
+    owns_outbox = True
+
     def __init__(self, log: EventLog, store: GraphStore, tracker: Tracker) -> None:
         self._log = log
         self._store = store
@@ -88,6 +97,8 @@ class AppendThenApply:
 
 
 class AppendOnly:
+    owns_outbox = False
+
     def __init__(self, log: EventLog) -> None:
         self._log = log
 

@@ -153,6 +153,8 @@ class LineageService:
             self._emit(fresh)
             self.recording.delivered(fresh)
             return len(fresh)
+        if not self.recording.owns_outbox:
+            return 0
         self.recording.flush()
         delivered = 0
         while batch := self.store.unpublished_alerts(batching.EVENTS):

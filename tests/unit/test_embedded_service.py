@@ -225,3 +225,49 @@ def test_a_home_of_the_old_format_is_refused_until_replay_rebuilds_it(
     assert not (home / "graph.pickle").exists()
     with _open(home) as service:
         assert [a.content() for a in service.alerts()] == alerts
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    def emit(self, alerts: Sequence[Alert]) -> None:
+        self.alerts.extend(alerts)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_process_that_only_appends_leaves_the_outbox_to_the_worker(
+    tmp_path: Path, case_lines: list[str]
+) -> None:
+    """``lineage ingest --kafka`` appends and the worker applies: the store's outbox (alerts
+    the worker committed and has not sent to Kafka yet) is the worker's to drain. Marking them
+    published from the appending process would lose them for the alerts topic."""
+    from graph.sqlite_store import SqliteStore
+    from lineage.tracker import Tracker
+    from runtime.recording import AppendOnly
+    from runtime.wiring import build_policy, build_pseudonymizer
+    from streams.local_log import LocalEventLog
+
+    with _open(tmp_path / "source") as source:
+        source.ingest(case_lines)
+    settings = Settings(home=tmp_path / "source", key=KEY)
+    read = LocalEventLog(tmp_path / "source" / "events.db", read_only=True)
+    events = [event for _, event in read.read()]
+    read.close()
+    store = SqliteStore(":memory:")
+    tracker = Tracker(store, build_policy(settings))
+    tracker.apply(events)  # the worker's unit, committed; its alerts not yet sent
+    waiting = store.unpublished_alerts(10_000)
+    assert waiting
+    log = LocalEventLog(tmp_path / "appended.db")
+    recorder = _Recorder()
+    service = LineageService(
+        settings, store, log, tracker, AppendOnly(log), build_pseudonymizer(settings), [recorder]
+    )
+    report = service.ingest(case_lines[:20])
+    assert report.accepted == 20
+    assert recorder.alerts == []
+    assert store.unpublished_alerts(10_000) == waiting
+    log.close()
