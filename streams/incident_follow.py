@@ -165,6 +165,8 @@ class IncidentFollower:
         for records in read_to_end(self.consumer, parts, self.stop):
             self.replayed += len(records)
             self.publisher.load(decode_alerts(records))
+        if self.stop.is_set():  # stopped mid-read: a partial fold must not be sent
+            return []
         sent = self.publisher.resume(published)
         log.warning(
             "incident publisher: %d incident(s) read back, %d alert record(s) replayed, "
