@@ -7,7 +7,9 @@ subprocesses (so ``kill -9`` means what it says).
   identifiers, people; in few messages, not one per alert;
 - ``kill -9`` of the publisher with updates pending, then a restart: no incident is opened
   again, the pending update goes out (its sequence following on), the final state is the
-  same; a restart with nothing new sends nothing.
+  same; a restart with nothing new sends nothing;
+- ``lineage webhook URL`` (incident mode, on Kafka: it follows the incidents topic) delivers
+  the publisher's messages, one Alertmanager body per message.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from tests.integration.test_partitioned_pipeline import (
     ScaleOut,
     partitioned,
 )
+from tests.integration.test_webhook_delivery import SECRET, Receiver, receiver
 
 pytestmark = [pytest.mark.kafka, pytest.mark.neo4j]
+__all__ = ["receiver"]  # the webhook tests' fixture, used here
 
 PUBLISHER = ["-m", "cli.main", "incident-publisher", "--loglevel", "warn"]
 TIMEOUT_S = 90.0
@@ -163,3 +167,37 @@ def test_kill_9_of_the_publisher_then_a_restart_reopens_nothing_and_loses_nothin
     restarts = [line for line in log.read_text().splitlines() if "sent to catch up" in line]
     assert restarts[-1].endswith(" 0 message(s) sent to catch up"), restarts
     assert messages(scale) == found
+
+
+def test_the_webhook_in_incident_mode_delivers_the_publishers_messages(
+    scale: ScaleOut, case_events: list[Event], reference: Reference, receiver: Receiver
+) -> None:
+    """Before the publisher, nothing published the incidents topic in this topology, so a
+    webhook in incident mode had nothing to send."""
+    from runtime.webhook import verify
+
+    scale.pipe.env |= {"LINEAGE_INCIDENT_INTERVAL_SECONDS": "1", "HOOK_SECRET": SECRET,
+                       "NO_PROXY": "127.0.0.1,localhost"}  # fmt: skip
+    want = expected(reference)
+    url = f"http://127.0.0.1:{receiver.port}/hook"
+    scale.start("webhook", [PROCESSOR[0], "-m", "cli.main", "webhook", url, "--secret-env",
+                            "HOOK_SECRET", "--name", "it-incidents", "--json", "--poll", "0.2",
+                            "--follow"])  # fmt: skip
+    scale.start("publisher", _publisher())
+    scale.start("processor-a", PROCESSOR)
+    scale.start("processor-b", PROCESSOR)
+    scale.start("sink", SINK)
+    scale.pipe.produce(case_events)
+    scale.wait_done()
+    found = wait_for(scale, want)
+    keys = {f"incident:{key}:{body['sequence']}" for key, body in found}
+    deadline = time.monotonic() + TIMEOUT_S
+    while receiver.accepted_keys() != keys:
+        assert time.monotonic() < deadline, (receiver.accepted_keys(), keys)
+        time.sleep(0.2)
+    last: dict[str, dict[str, Any]] = {}
+    for request in sorted(receiver.snapshot(), key=lambda r: int((r.key or "").split(":")[2])):
+        assert verify(SECRET.encode(), request.timestamp, request.signature, request.body)
+        (alert,) = json.loads(request.body)["alerts"]
+        last[alert["labels"]["incident_id"]] = alert["annotations"]
+    assert {k: int(a["alerts"]) for k, a in last.items()} == {k: c[0] for k, c in want.items()}
