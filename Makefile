@@ -49,6 +49,8 @@ bench: install
 	$(VENV)/bin/python -m bench.scale_out --recovery 164000
 	$(VENV)/bin/python -m bench.processor_latency --probes 200
 	$(VENV)/bin/python -m bench.incident_latency --probes 200 --users 20000
+	$(VENV)/bin/python -m bench.incident_latency --probes 200 --kafka-only --topology worker \
+		--topology partitioned --burst-users 2000
 	$(EMBEDDED) $(VENV)/bin/python -m bench.serve_ingest --events 3000 --clients 50
 	$(EMBEDDED) $(VENV)/bin/python -m bench.incident_messages --users 2000 --users 20000
 
@@ -65,7 +67,7 @@ bench-smoke: install
 	$(VENV)/bin/python -m bench.alert_latency --probes 5 --warmup 2 --gap 0.05
 	$(VENV)/bin/python -m bench.scale_out --users 300
 	$(VENV)/bin/python -m bench.processor_latency --probes 5 --warmup 2 --gap 0.05
-	$(VENV)/bin/python -m bench.incident_latency --probes 5 --warmup 2 --gap 0.05 --users 200
+	$(VENV)/bin/python -m bench.incident_latency --probes 5 --warmup 2 --gap 0.05 --users 200 --topology worker --topology partitioned --burst-users 200
 	$(EMBEDDED) $(VENV)/bin/python -m bench.serve_ingest --events 200 --clients 10
 	$(EMBEDDED) $(VENV)/bin/python -m bench.incident_messages --users 500
 

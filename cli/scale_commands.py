@@ -1,5 +1,6 @@
 """The partitioned topology's commands: ``processor`` (events -> each partition's local state
--> alerts and changes topics) and ``sink`` (changes topic -> Neo4j, the served view).
+-> alerts and changes topics), ``sink`` (changes topic -> Neo4j, the served view) and
+``incident-publisher`` (alerts topic -> the incidents topic).
 
 Registered on the main app with :func:`register`; see docs/scale.md.
 """
@@ -78,6 +79,23 @@ def sink(loglevel: LogLevel = "warn") -> None:
         store.close()
 
 
+def incident_publisher(loglevel: LogLevel = "warn") -> None:
+    """Run the incident publisher: the alerts topic (every partition) -> incidents, bounded in
+    rate -> the incidents topic; one per deployment (until Ctrl-C)."""
+    from runtime.settings import load_settings
+    from streams.incident_follow import run_incident_publisher
+    from streams.kafka_log import ensure_topics
+
+    try:
+        settings = load_settings()
+        settings.require_kafka()
+        ensure_topics(settings)
+        run_incident_publisher(settings, loglevel)
+    except LineageError as exc:
+        raise fail(str(exc)) from None
+
+
 def register(app: typer.Typer) -> None:
     app.command()(processor)
     app.command()(sink)
+    app.command("incident-publisher")(incident_publisher)

@@ -24,9 +24,10 @@ from __future__ import annotations
 import bisect
 import heapq
 import json
+import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -166,12 +167,26 @@ def _decrement(counts: Counter[Any], item: Any) -> None:
         del counts[item]
 
 
+@dataclass(frozen=True)
+class Published:
+    """An incident's latest message on the incidents topic, as a restart reads it back."""
+
+    sequence: int
+    incident: dict[str, Any]  # ``Incident.as_json``
+
+    @classmethod
+    def of(cls, body: bytes) -> Published:
+        message = json.loads(body)
+        return cls(int(message["sequence"]), message["incident"])
+
+
 @dataclass
 class _State:
     tally: _Tally
     sent: int = -1  # sequence of the last emission, -1: never announced
     last_sent: float = 0.0
     pending: bool = False
+    example: Alert | None = None  # :meth:`IncidentPublisher.load`'s earliest active alert
 
     @property
     def members(self) -> dict[str, Member]:
@@ -231,6 +246,59 @@ class IncidentPublisher:
                 if state.members:
                     messages.append(self._message(iid, state, now, touched[iid]))
             elif now - state.last_sent >= self._interval and state.members:
+                messages.append(self._message(iid, state, now, None))
+        return self._send(messages)
+
+    def load(self, alerts: Sequence[Alert]) -> None:
+        """Fold alerts in without emitting anything (a restart's replay of the alerts topic,
+        ``streams.incident_follow``); :meth:`resume` then decides what to send."""
+        for alert in alerts:
+            self.observed += 1
+            member = member_of(alert)
+            iid = self._ids.get(member.key)
+            if iid is None:
+                iid = self._ids[member.key] = incident_id(member.key)
+            state = self._states.get(iid)
+            if state is None:
+                state = self._states[iid] = _State(_Tally(member.key, self._quiet_us))
+            if alert.status == "active":
+                state.tally.put(member)
+                best = state.example
+                if best is None or (alert.occurred_at, alert.alert_id) < (
+                    best.occurred_at,
+                    best.alert_id,
+                ):
+                    state.example = alert
+            else:
+                state.tally.drop(alert.alert_id)
+
+    def resume(self, published: Mapping[str, Published]) -> list[IncidentMessage]:
+        """After :meth:`load`: take over the sequences of what a previous run published (the
+        latest message per incident, read back from the compacted incidents topic) and send
+        only what it had not: an ``opened`` for an incident never announced, an ``updated``
+        (its sequence continuing) for one whose folded state differs from its last message
+        (an update pending when that run died). An incident whose last message is current
+        is not sent again. Returns (and sends) those messages."""
+        now = self._clock()
+        messages = []
+        for iid, last in published.items():
+            state = self._states.get(iid)
+            if state is None:  # its alerts are gone from the topic: nothing to say of it
+                continue
+            state.sent = max(state.sent, last.sequence)
+            state.last_sent = -math.inf  # the next update is not held back by this restart
+        for iid in sorted(self._states):
+            state = self._states[iid]
+            if not state.members:
+                continue
+            if state.sent < 0:
+                example = state.example
+                if example is not None and example.alert_id not in state.members:
+                    example = None  # withdrawn since: no evidence rather than a stale one
+                messages.append(self._message(iid, state, now, example))
+            elif (prior := published.get(iid)) is None or (
+                prior.incident != state.tally.incident(iid).as_json()
+            ):
                 messages.append(self._message(iid, state, now, None))
         return self._send(messages)
 

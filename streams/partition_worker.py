@@ -18,7 +18,8 @@ deleted from the outbox. A crash anywhere re-sends at most what was not marked: 
 keyed by id, changes carry (partition, seq), so consumers drop the repeats.
 
 Incidents are not published here: one incident gathers alerts of many partitions, so a
-processor sees only its share; the webhook follower and the view count them whole.
+processor sees only its share. ``lineage incident-publisher`` (:mod:`streams.incident_follow`)
+follows the whole alerts topic and publishes them; the view counts them whole too.
 """
 
 from __future__ import annotations

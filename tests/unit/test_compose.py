@@ -35,7 +35,13 @@ def test_compose_runs_the_whole_pipeline() -> None:
     }
     done = _config(env, "--services")
     assert done.returncode == 0, done.stderr
-    assert set(done.stdout.split()) == {"kafka", "neo4j", "processor", "sink"}
+    assert set(done.stdout.split()) == {
+        "kafka",
+        "neo4j",
+        "processor",
+        "sink",
+        "incident-publisher",
+    }
 
     done = _config(env)
     assert done.returncode == 0, done.stderr
@@ -52,13 +58,15 @@ def test_compose_runs_the_whole_pipeline() -> None:
         elif current:
             services[current] += line + "\n"
     processor, sink = services["processor"], services["sink"]
-    for body in (processor, sink):
+    publisher = services["incident-publisher"]
+    for body in (processor, sink, publisher):
         assert "context: " + str(ROOT) in body  # built from the project's Dockerfile
         assert "LINEAGE_KAFKA_BOOTSTRAP: kafka:29092" in body
         assert "LINEAGE_KEY: compose-test-key-0123456789" in body
     assert "replicas: 2" in processor and "- processor" in processor
     assert "- --state-dir" in processor
     assert "- sink" in sink and "LINEAGE_NEO4J_URI: bolt://neo4j:7687" in sink
+    assert "- incident-publisher" in publisher and "replicas: 1" in publisher
     assert "DOCKER://kafka:29092" in services["kafka"]  # the containers' listener
 
     missing = _config({k: v for k, v in env.items() if k != "LINEAGE_KEY"})
