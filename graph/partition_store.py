@@ -20,6 +20,7 @@ from graph.sqlite_store import SqliteStore
 from lineage.changes import UnitChange, decode, encode_pieces
 from lineage.errors import StoreError
 from lineage.event_identity import Claim
+from lineage.events import IncidentEvent
 from lineage.ports import Writes
 from streams.local_log import PRAGMAS, WRITER_PRAGMAS
 
@@ -64,6 +65,7 @@ class PartitionStore(SqliteStore):
         self._change_limit = change_limit
         self._unit_writes: list[Writes] | None = None
         self._unit_claims: list[Claim] = []
+        self._unit_actions: list[IncidentEvent] = []
         self._staged: int | None = None
 
     # -- the position ------------------------------------------------------------------
@@ -89,7 +91,7 @@ class PartitionStore(SqliteStore):
             return super().atomically(work)
 
         def unit() -> T:
-            self._unit_writes, self._unit_claims = [], []
+            self._unit_writes, self._unit_claims, self._unit_actions = [], [], []
             result = work()
             self._end_unit()
             return result
@@ -98,11 +100,14 @@ class PartitionStore(SqliteStore):
             return super().atomically(unit)
         finally:
             self._unit_writes, self._unit_claims, self._staged = None, [], None
+            self._unit_actions = []
 
     def _end_unit(self) -> None:
         writes = [w for w in self._unit_writes or () if _any(w)]
-        if writes or self._unit_claims:
-            pieces = encode_pieces(writes, self._unit_claims, self._change_limit)
+        if writes or self._unit_claims or self._unit_actions:
+            pieces = encode_pieces(
+                writes, self._unit_claims, self._change_limit, self._unit_actions
+            )
             self._db.executemany("INSERT INTO changes (body) VALUES (?)", [(p,) for p in pieces])
         if self._staged is not None and self._staged > self.position:
             self.set_meta(POSITION, str(self._staged))
@@ -115,6 +120,16 @@ class PartitionStore(SqliteStore):
     def write_claims(self, fresh: Sequence[Claim], absent: Sequence[str]) -> None:
         super().write_claims(fresh, absent)
         self._unit_claims.extend(fresh)
+
+    def record_incident_actions(self, events: Sequence[IncidentEvent]) -> None:
+        """Kept here and sent with the unit's change: the view folds them into its incidents
+        (a processor's partition is not where officers read them)."""
+
+        def unit() -> None:
+            self._unit_actions.extend(events)
+            super(PartitionStore, self).record_incident_actions(events)
+
+        self.atomically(unit)
 
     def close(self) -> None:
         """This store opened its connection: closing it releases the partition."""

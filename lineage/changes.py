@@ -21,6 +21,7 @@ from typing import Any
 from lineage.alerts import Alert
 from lineage.errors import InvalidEventError
 from lineage.event_identity import Claim
+from lineage.events import INCIDENT_EVENT_ADAPTER, IncidentEvent
 from lineage.model import Copy, Origin
 from lineage.planner import FactRows, Row
 from lineage.ports import Writes
@@ -35,6 +36,8 @@ class UnitChange:
     seq: int
     writes: tuple[Writes, ...]
     claims: tuple[Claim, ...] = ()
+    #: officers' actions recorded in the unit (the view's incidents fold them with the alerts)
+    actions: tuple[IncidentEvent, ...] = ()
 
     @property
     def key(self) -> bytes:
@@ -54,26 +57,38 @@ def encode(change: UnitChange) -> bytes:
             "seq": change.seq,
             "claims": [[c.key, c.digest] for c in change.claims],
             "writes": [_writes(w) for w in change.writes],
+            "actions": [INCIDENT_EVENT_ADAPTER.dump_python(a, mode="json") for a in change.actions],
         },
         separators=(",", ":"),
     ).encode()
 
 
-def encode_body(writes: list[Writes], claims: list[Claim]) -> bytes:
+def encode_body(
+    writes: list[Writes], claims: list[Claim], actions: Sequence[IncidentEvent] = ()
+) -> bytes:
     """The unit's rows without its numbering (what the worker's outbox stores)."""
-    return encode(UnitChange(0, 0, tuple(writes), tuple(claims)))
+    return encode(UnitChange(0, 0, tuple(writes), tuple(claims), tuple(actions)))
 
 
-def encode_pieces(writes: list[Writes], claims: list[Claim], limit: int) -> list[bytes]:
+def encode_pieces(
+    writes: list[Writes],
+    claims: list[Claim],
+    limit: int,
+    actions: Sequence[IncidentEvent] = (),
+) -> list[bytes]:
     """The unit's rows as outbox bodies of at most ``limit`` bytes each, in the order a sink
     must apply them. A store applies one ``Writes`` as facts (kind by kind, in ``FactRows``
     order: identifiers before their erasures, datasets before their runs), then drops, then
     copies, then alerts; cutting that sequence anywhere and applying the pieces in order gives
     the same result, so a unit too big for one Kafka message travels as several changes,
-    each with its own seq. Claims, which no row depends on, travel apart when they must."""
-    body = encode_body(writes, claims)
+    each with its own seq. Claims and officers' actions, which no row depends on, travel
+    apart when they must (an action is at most a few KB: one per piece at worst)."""
+    body = encode_body(writes, claims, actions)
     if len(body) <= limit:
         return [body]
+    if actions:
+        rest = encode_pieces(writes, claims, limit) if writes or claims else []
+        return rest + _action_pieces(list(actions), limit)
     if claims:
         rest = encode_pieces(writes, [], limit) if writes else []
         return rest + _claim_pieces(claims, limit)
@@ -90,6 +105,14 @@ def _claim_pieces(claims: list[Claim], limit: int) -> list[bytes]:
         return [body]
     half = len(claims) // 2
     return _claim_pieces(claims[:half], limit) + _claim_pieces(claims[half:], limit)
+
+
+def _action_pieces(actions: list[IncidentEvent], limit: int) -> list[bytes]:
+    body = encode_body([], [], actions)
+    if len(body) <= limit or len(actions) < 2:
+        return [body]
+    half = len(actions) // 2
+    return _action_pieces(actions[:half], limit) + _action_pieces(actions[half:], limit)
 
 
 def _halves(w: Writes) -> tuple[Writes, Writes]:
@@ -137,6 +160,9 @@ def decode(raw: bytes, partition: int | None = None, seq: int | None = None) -> 
             seq=int(doc["seq"]) if seq is None else seq,
             writes=tuple(_read_writes(w) for w in doc["writes"]),
             claims=tuple(Claim(k, d) for k, d in doc["claims"]),
+            actions=tuple(
+                INCIDENT_EVENT_ADAPTER.validate_python(a) for a in doc.get("actions", ())
+            ),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidEventError(f"malformed change: {type(exc).__name__}") from exc

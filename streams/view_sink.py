@@ -71,12 +71,15 @@ class ViewSink:
     def _write(self, fresh: list[UnitChange], moved: dict[int, int]) -> None:
         claims = list({c.key: c for change in fresh for c in change.claims}.values())
         alerts = [a for change in fresh for a in change.alerts]
+        actions = [a for change in fresh for a in change.actions]
         writes = coalesce([w for change in fresh for w in change.writes])
 
         def unit() -> None:
             for w in writes:
                 self.store.write(w)
             self.store.put_claims(claims)
+            if actions:
+                self.store.record_incident_actions(actions)
             self.store.mark_published(alerts)
             self.store.set_sink_positions(self.topic, moved)
 

@@ -5,14 +5,20 @@ when a transaction outgrows its memory."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from graph.errors import PermanentStoreError
-from lineage.changes import UnitChange
+from graph.partition_store import PartitionStore
+from lineage.changes import UnitChange, decode, encode, encode_pieces
 from lineage.event_identity import Claim
+from lineage.events import IncidentAcknowledged
 from lineage.ports import Writes
+from lineage.tracker import Tracker
+from runtime.wiring import default_policy, default_taxonomy
 from streams.projector import Retry
 from streams.view_sink import ViewSink
 
@@ -50,6 +56,10 @@ class FakeView:
     def mark_published(self, alerts: Any) -> None:
         pass
 
+    def record_incident_actions(self, events: Any) -> None:
+        assert self._unit is not None
+        self._unit += [e.event_id for e in events]
+
     def set_sink_positions(self, topic: str, positions: dict[int, int]) -> None:
         self._moved = dict(positions)
 
@@ -84,3 +94,34 @@ def test_one_change_too_large_stops_the_sink() -> None:
     with pytest.raises(PermanentStoreError):
         sink.apply(_changes(0, range(1, 3)))
     assert view.committed == [] and view.positions == {}
+
+
+def _ack(n: int) -> IncidentAcknowledged:
+    at = datetime(2020, 1, 1, tzinfo=UTC)
+    return IncidentAcknowledged(event_id=f"ack-{n}", event_time=at, observed_time=at,
+                                producer="console", incident_id="ab" * 16, by="dpo",
+                                why="seen " + "x" * 200)  # fmt: skip
+
+
+def test_officers_actions_reach_the_view_with_their_unit(tmp_path: Path) -> None:
+    """An acknowledge routed to a processor's partition is recorded there and travels in the
+    unit's change, so the view (where officers read incidents) has it too."""
+    store = PartitionStore(tmp_path / "p0.db", 0)
+    tracker = Tracker(store, default_policy(default_taxonomy()))
+    tracker.apply([_ack(1)])
+    store.record_incident_actions([_ack(2)])  # outside a tracker unit: a unit of its own
+    changes = [decode(encode(c)) for c in store.unpublished_changes()]
+    assert [a.event_id for c in changes for a in c.actions] == ["ack-1", "ack-2"]
+    view = FakeView(limit=100)
+    ViewSink(view, "t", Retry(budget_s=0)).apply(changes)  # type: ignore[arg-type]
+    assert [k for unit in view.committed for k in unit] == ["ack-1", "ack-2"]
+    store.close()
+
+
+def test_actions_over_the_size_limit_travel_in_pieces() -> None:
+    actions = [_ack(n) for n in range(8)]
+    pieces = encode_pieces([], [Claim("k", "d")], 800, actions)
+    assert len(pieces) > 2 and all(len(p) <= 800 for p in pieces)
+    decoded = [decode(p) for p in pieces]
+    assert [a for c in decoded for a in c.actions] == actions
+    assert [c.key for d in decoded for c in d.claims] == ["k"]
