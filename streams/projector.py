@@ -41,7 +41,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
@@ -365,25 +365,36 @@ class KafkaOutlet:
     over ``DEADLETTER_MAX_BYTES`` is cut there (header ``truncated``: the original size), as
     :class:`streams.kafka_log.KafkaEventLog` does."""
 
-    def __init__(self, settings: Settings, incidents: bool = True) -> None:
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
+    #: How long a send waits for its acks before it fails (and is retried by the caller).
+    _timeout_s: float = PRODUCER_TIMEOUT_S
+    #: Producers replaced after a failed send (:meth:`_renew_producer`).
+    renewals: int = 0
 
+    def __init__(
+        self,
+        settings: Settings,
+        incidents: bool = True,
+        producer_config: Mapping[str, Any] | None = None,
+        timeout_s: float = PRODUCER_TIMEOUT_S,
+    ) -> None:
         self._with_incidents = incidents
+        self._timeout_s = timeout_s
         self._alerts_topic = settings.alerts_topic
         self._deadletter_topic = settings.deadletter_topic
         self._incidents_topic = settings.incidents_topic
-        try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=settings.require_kafka(),
-                client_id="lineage-projector",
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=5,
-                max_block_ms=10_000,
-            )
-        except KafkaError as exc:
-            raise _broker_error("create a producer", exc) from exc
+        self._config: dict[str, Any] = {
+            "bootstrap_servers": settings.require_kafka(),
+            "client_id": "lineage-projector",
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": 5,
+            "max_block_ms": 10_000,
+            # kafka-python backs reconnects off up to 30 s; the Java client's 1 s gets a
+            # worker going again soon after a broker is back
+            "reconnect_backoff_max_ms": 1_000,
+            **(producer_config or {}),  # kafka-python options (the outage test's short timeouts)
+        }
+        self._producer: Any = self._new_producer()
         from runtime.incident_publisher import IncidentPublisher
 
         self.incidents = IncidentPublisher(
@@ -430,16 +441,53 @@ class KafkaOutlet:
         from kafka.errors import KafkaError
 
         placed = {} if partition is None else {"partition": partition}
+        if self._producer is None:
+            self._producer = self._new_producer()
         try:
             futures = [
                 self._producer.send(topic, key=key, value=value, headers=headers, **placed)
                 for key, value, headers in records
             ]
-            self._producer.flush(timeout=PRODUCER_TIMEOUT_S)
+            self._producer.flush(timeout=self._timeout_s)
             for future in futures:
-                future.get(timeout=PRODUCER_TIMEOUT_S)
+                future.get(timeout=self._timeout_s)
         except KafkaError as exc:
+            self._renew_producer()
             raise _broker_error(what, exc) from exc
+
+    def _new_producer(self) -> Any:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        try:
+            return KafkaProducer(**self._config)
+        except KafkaError as exc:
+            raise _broker_error("create a producer", exc) from exc
+
+    def _renew_producer(self) -> None:
+        """After a failed send, the retry goes through a new producer, with a new producer id.
+        kafka-python's idempotent producer can stay stuck after a broker outage: in CI, a
+        batch that expired (120 s) while the broker was away was followed by sends that timed
+        out for minutes with the broker back. A new id starts its sequences afresh. Records
+        of the failed send may have landed: alerts are keyed by id and changes carry
+        (partition, seq), so consumers drop the repeats."""
+        from kafka.errors import KafkaError
+
+        old, self._producer = self._producer, None
+        if old is None:
+            return
+        self._config["api_version"] = old.config["api_version"]  # no bootstrap wait next time
+        try:
+            old.close(timeout=0)
+        except KafkaError as exc:
+            # close() flushes first, which raises while a batch is stuck; its sender thread
+            # would go on retrying: stop it and fail what it holds (nothing waits on it)
+            log.debug("closing the failed producer: %s", _short(exc))
+            sender = getattr(old, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+        self.renewals += 1
+        log.warning("a send failed: the next one goes through a new producer")
 
     def close(self) -> None:
         from kafka.errors import KafkaError
@@ -448,6 +496,8 @@ class KafkaOutlet:
             self.incidents.close()  # pending updates
         except StoreError as exc:
             log.warning("flushing incident updates: %s", exc)
+        if self._producer is None:
+            return
         try:
             self._producer.close(timeout=PRODUCER_TIMEOUT_S)
         except KafkaError as exc:

@@ -347,6 +347,75 @@ def test_kafka_outage_mid_stream_is_waited_out(
     assert_clean(pipeline, reference)
 
 
+#: The producer's own timeouts in the stuck-producer test: a batch expires well within the outage.
+SHORT_PRODUCER = {"delivery_timeout_ms": 8_000, "request_timeout_ms": 3_000}
+OUTLET_OUTAGE_S = 15.0
+#: After the broker is back, sends must go through again within this long.
+RECOVERY_S = 30.0
+
+
+def test_a_producer_stuck_after_an_outage_is_replaced(private: PrivateServices) -> None:
+    """The CI failure of stop 22: a batch expired while the broker was away, and kafka-python's
+    idempotent producer then timed out on every send with the broker back, until the worker's
+    retry budget ran out. The outlet sends each retry through a new producer, so sends go
+    through again soon after the broker's return. The loop is the worker's: send, wait for the
+    acks, retry with backoff; the timeouts are short so that a batch expires during the outage."""
+    from runtime.settings import Settings
+    from streams.projector import KafkaOutlet, Retry
+
+    topic = f"outlet-{secrets.token_hex(4)}.alerts"
+    outlet = KafkaOutlet(
+        Settings(kafka_bootstrap=private.services.bootstrap),
+        incidents=False,
+        producer_config=SHORT_PRODUCER,
+        timeout_s=4.0,
+    )
+    retry = Retry(budget_s=OUTLET_OUTAGE_S + 120.0, max_s=1.0)
+    sent: list[float] = []
+    failures: list[BaseException] = []
+
+    def send_loop() -> None:
+        n = 0
+        try:
+            while not retry.stop.is_set():
+                records = [(f"{n}-{i}".encode(), b"x" * 200, None) for i in range(50)]
+                retry("publishing", outlet.send, topic, records, "publish alerts")
+                sent.append(time.monotonic())
+                n += 1
+                time.sleep(0.05)
+        except BaseException as exc:  # reported by the test
+            failures.append(exc)
+
+    sender = threading.Thread(target=send_loop, daemon=True)
+    sender.start()
+    kafka_down = False
+    try:
+        deadline = time.monotonic() + 30
+        while len(sent) < 5:
+            assert not failures and time.monotonic() < deadline, failures
+            time.sleep(0.1)
+        private.stop("kafka")
+        kafka_down = True
+        time.sleep(OUTLET_OUTAGE_S)
+        private.start("kafka")
+        kafka_down = False
+        back = time.monotonic()
+        while not [t for t in sent if t > back]:
+            assert not failures, failures
+            assert time.monotonic() - back < RECOVERY_S, (
+                f"no send went through in {RECOVERY_S:.0f} s with the broker back "
+                f"({outlet.renewals} producer renewal(s))"
+            )
+            time.sleep(0.2)
+        assert outlet.renewals >= 1
+    finally:
+        retry.stop.set()
+        sender.join(timeout=60)
+        outlet.close()
+        if kafka_down:
+            private.start("kafka")
+
+
 # -- the partitioned topology (``lineage processor`` + ``lineage sink``) ----------------------
 def test_neo4j_outage_stops_only_the_sink(
     pipeline: Pipeline, gate: Gate, case_events: list[Event], reference: Reference
