@@ -33,6 +33,12 @@ class Origin:
         """Stores read origins back by the million and there are only a handful: share them."""
         return _parse_origin(key)
 
+    @classmethod
+    def of(cls, dataset: str, purpose: str) -> Origin:
+        """The shared origin of a collection: one object (and one dataset string, which its
+        first copy reuses) for the millions of collections of a handful of origins."""
+        return _parse_origin(f"{purpose}@{dataset}")
+
 
 #: The epoch of a copy no erasure precedes (times are bounded to 1970..2100, so >= 0).
 NO_EPOCH = -1

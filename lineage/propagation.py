@@ -279,16 +279,16 @@ class PropagationPass:
             history = reads.cache.histories.get(ref)
             erasures = reads.erasures(ref)
             for c in history.collections if history else ():
-                origin = Origin(c.dataset, c.purpose)
-                seeds.append(Copy(ref, c.dataset, origin, c.at, c.event_id,
+                origin = Origin.of(c.dataset, c.purpose)
+                seeds.append(Copy(ref, origin.dataset, origin, c.at, c.event_id,
                                   epoch=epoch_of(erasures, c.at)))  # fmt: skip
         for change in changes:
             m = change.mutation
             match m:
                 case AddCollection(collection=c) if c.identifier not in recomputed:
                     epoch = epoch_of(reads.erasures(c.identifier), c.at)
-                    origin = Origin(c.dataset, c.purpose)
-                    seeds.append(Copy(c.identifier, c.dataset, origin, c.at, c.event_id,
+                    origin = Origin.of(c.dataset, c.purpose)
+                    seeds.append(Copy(c.identifier, origin.dataset, origin, c.at, c.event_id,
                                       epoch=epoch))  # fmt: skip
                 case AddFlowRun(target=target, job=job, run=run):
                     for copy in self._arrived(windows[change]):
