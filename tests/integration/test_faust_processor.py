@@ -1,0 +1,147 @@
+"""``lineage processor --engine faust`` against real Kafka and Neo4j: the partitioned processor
+as a faust-streaming agent, each partition's stored position the offset of record (faust's
+commits are hints). Each case ends on the one-store reference (``assert_reference``: the view
+in Neo4j equals it, every active alert on the alerts topic), so no event was lost and none was
+applied twice:
+
+- an agent that raises on its first batch: the process exits non-zero (mode's
+  ``CrashingSupervisor``: faust does not restart the agent and ack past the batch), nothing is
+  committed; restarted, it applies everything (offsets 0.. are not skipped);
+- ``take_events``' case, an agent raising on every batch: it crashes each time without moving
+  a position or a commit; restarted without the fault, everything is applied;
+- ``kill -9`` mid-batch, then a restart;
+- a rebalance mid-batch: a second processor joins mid-stream, then the first one stops.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lineage.events import Event
+from streams.consumer_group import processor_group_id
+from streams.faust_processor import FAIL_BATCHES_ENV
+from tests.integration.conftest import ROOT, Reference, open_pipeline
+from tests.integration.test_partitioned_pipeline import (
+    SINK,
+    ScaleOut,
+    assert_reference,
+    partitioned,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.neo4j]
+
+FAUST = [sys.executable, "-m", "cli.main", "processor", "--engine", "faust", "--loglevel", "warn"]
+EXIT_TIMEOUT_S = 90.0
+
+
+class FaustScale(ScaleOut):
+    def start_faulty(self, name: str, fault: str) -> subprocess.Popen[bytes]:
+        """A faust processor whose agent raises on batches (``LINEAGE_TEST_FAIL_BATCHES``)."""
+        out = (self.pipe.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            FAUST, cwd=ROOT, env={**self.pipe.env, FAIL_BATCHES_ENV: fault}, stdout=out, stderr=out
+        )
+        self.pipe.workers.append(process)  # stopped by the fixture
+        return process
+
+    def wait_exit(self, process: subprocess.Popen[bytes]) -> int:
+        try:
+            return process.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the faulty processor did not stop:\n{self.pipe.worker_output()}")
+
+    def committed(self) -> int:
+        """The processor group's committed offsets, summed (0 when it committed nothing)."""
+        settings = self.pipe.settings
+        return self.lag(processor_group_id(settings), settings.events_topic)[0]
+
+
+@pytest.fixture
+def scale(services: object, tmp_path: Path) -> Iterator[FaustScale]:
+    with open_pipeline(services, tmp_path) as pipe:  # type: ignore[arg-type]
+        yield FaustScale(partitioned(pipe))
+
+
+def test_a_faust_processor_and_a_sink_give_the_reference_graph(
+    scale: FaustScale, case_events: list[Event], reference: Reference
+) -> None:
+    scale.pipe.produce(case_events)
+    scale.start("processor", FAUST)
+    scale.start("sink", SINK)
+    scale.wait_done()
+    assert_reference(scale, reference)
+
+
+def test_an_agent_raising_on_its_first_batch_stops_and_loses_nothing(
+    scale: FaustScale, case_events: list[Event], reference: Reference
+) -> None:
+    """The reproduction: faust's default supervisor restarted the agent, whose next batch
+    was acked past the failed one (offsets 0-4 never applied). Here the process exits."""
+    scale.pipe.produce(case_events)
+    scale.start("sink", SINK)
+    faulty = scale.start_faulty("processor-faulty", "1")
+    assert scale.wait_exit(faulty) != 0
+    assert "the agent raises on a batch" in scale.pipe.worker_output()
+    assert scale.committed() == 0  # nothing was acked past the failed batch
+    scale.start("processor", FAUST)
+    scale.wait_done()
+    assert_reference(scale, reference)
+
+
+def test_an_agent_raising_on_every_batch_commits_no_progress(
+    scale: FaustScale, case_events: list[Event], reference: Reference
+) -> None:
+    """``take_events``' case: a batch that raised was acked in a ``finally`` and committed.
+    Here each run crashes on its first batch, twice, and commits nothing."""
+    scale.pipe.produce(case_events)
+    scale.start("sink", SINK)
+    for attempt in range(2):
+        faulty = scale.start_faulty(f"processor-faulty-{attempt}", "all")
+        assert scale.wait_exit(faulty) != 0
+        assert scale.committed() == 0
+    scale.start("processor", FAUST)
+    scale.wait_done()
+    assert_reference(scale, reference)
+
+
+def test_kill_9_mid_batch_then_restart_gives_the_reference_graph(
+    scale: FaustScale, case_events: list[Event], reference: Reference
+) -> None:
+    half = len(case_events) // 2
+    scale.start("sink", SINK)
+    scale.start("processor", FAUST)
+    scale.pipe.produce(case_events[:half])
+    time.sleep(6.0)  # faust's start and first rebalance, then batches being applied
+    scale.pipe.produce(case_events[half:])
+    time.sleep(0.5)
+    scale.kill("processor")
+    scale.kill("sink")
+    scale.start("processor", FAUST)
+    scale.start("sink", SINK)
+    scale.wait_done()
+    assert_reference(scale, reference)
+
+
+def test_a_rebalance_mid_batch_gives_the_reference_graph(
+    scale: FaustScale, case_events: list[Event], reference: Reference
+) -> None:
+    """1 -> 2 -> 1 faust processors while events stream in: partitions move with their state
+    (the state directory is shared here, as one host's disk), mid-batch each time."""
+    third = len(case_events) // 3
+    scale.start("sink", SINK)
+    scale.start("processor-a", FAUST)
+    scale.pipe.produce(case_events[:third])
+    time.sleep(4.0)
+    scale.start("processor-b", FAUST)  # 1 -> 2: a's batches in hand when the group rebalances
+    scale.pipe.produce(case_events[third : 2 * third])
+    time.sleep(6.0)
+    scale.stop("processor-a")  # 2 -> 1: a's partitions move to b
+    scale.pipe.produce(case_events[2 * third :])
+    scale.wait_done()
+    assert_reference(scale, reference)
