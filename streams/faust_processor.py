@@ -121,7 +121,13 @@ class FailureHook:
 
     def __init__(self, value: str | None) -> None:
         self.always = value == "all"
-        self.remaining = 0 if self.always or not value else int(value)
+        self.uncaught = value == "uncaught"
+        self.remaining = 0 if self.always or self.uncaught or not value else int(value)
+
+    def escape(self, size: int) -> None:
+        """``uncaught``: an exception the agent does not catch (faust's supervisor sees it)."""
+        if self.uncaught:
+            raise RuntimeError(f"{FAIL_BATCHES_ENV}: uncaught in the agent, a batch of {size}")
 
     def check(self, size: int) -> None:
         if self.always or self.remaining > 0:
@@ -138,6 +144,11 @@ class ProcessorApp(faust.App):
     #: per partition, the offset past a hole seen once already (after a seek back to the
     #: position): seen again, the hole is in the log itself (e.g. transaction markers)
     holes: dict[int, int]
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        """An exception the agent let out (a bug): stop, never restart it. (faust's own
+        handler commits the acked offsets here: hints, but nothing to hurry.)"""
+        self.fail(exc)
 
     def _new_transport(self) -> Any:
         return PositionTransport(self.conf.broker_consumer, self)
@@ -252,6 +263,7 @@ def build(
 
     async def process(stream: Any) -> None:
         async for events in stream.noack_take(MAX_BATCH, within=BATCH_WINDOW_S):
+            hook.escape(len(events))
             try:
                 hook.check(len(events))
                 await apply_batch(app, partitions, events)
@@ -259,12 +271,18 @@ def build(
                 raise  # shutdown or rebalance: nothing acked, positions hold
             except BaseException as exc:
                 app.fail(exc)  # nothing of the batch is acked
-                return
+                # Wait here for the stop: leaving the loop would close noack_take, which
+                # turns the stream's acks back on, and faust would ack (and commit) what it
+                # fetches meanwhile, unapplied (seen with an exception the agent let out).
+                await asyncio.Event().wait()
             for event in events:
                 await stream.ack(event)
 
     app.agent(
-        topic, name="lineage-processor", supervisor_strategy=CrashingSupervisor, concurrency=1
+        topic,
+        name="lineage-processor",
+        supervisor_strategy=CrashingSupervisor,
+        concurrency=1,
     )(process)
     return app, outlet
 

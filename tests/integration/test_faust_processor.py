@@ -110,6 +110,23 @@ def test_an_agent_raising_on_every_batch_commits_no_progress(
     assert_reference(scale, reference)
 
 
+def test_an_exception_the_agent_lets_out_stops_the_process_and_loses_nothing(
+    scale: FaustScale, case_events: list[Event], reference: Reference
+) -> None:
+    """An exception out of the agent (a bug) reaches faust: ``CrashingSupervisor`` does not
+    restart the agent, the app's error handler stops the worker. faust turns the stream's
+    acks back on once ``noack_take`` is closed and may commit what it fetched meanwhile,
+    unapplied: the stored positions decide, so the restart still applies everything."""
+    scale.pipe.produce(case_events)
+    scale.start("sink", SINK)
+    faulty = scale.start_faulty("processor-faulty", "uncaught")
+    assert scale.wait_exit(faulty) != 0
+    assert "uncaught in the agent" in scale.pipe.worker_output()
+    scale.start("processor", FAUST)
+    scale.wait_done()
+    assert_reference(scale, reference)
+
+
 def test_kill_9_mid_batch_then_restart_gives_the_reference_graph(
     scale: FaustScale, case_events: list[Event], reference: Reference
 ) -> None:
