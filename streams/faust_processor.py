@@ -196,6 +196,9 @@ class PositionConsumer(faust_aiokafka.Consumer):
         if positions:
             await self.seek_wait(positions)
             log.info("sought to the stored positions %s", _positions_text(positions))
+            # the positions as the group's offsets at once, for lag tools (hints): a
+            # partition with nothing new to ack would keep a stale commit until it had
+            await self._commit(positions)
         committed.update(positions)
         return committed
 
@@ -276,7 +279,8 @@ def build(
                 # fetches meanwhile, unapplied (seen with an exception the agent let out).
                 await asyncio.Event().wait()
             for event in events:
-                await stream.ack(event)
+                if applied(partitions, event.message):
+                    await stream.ack(event)
 
     app.agent(
         topic,
@@ -285,6 +289,13 @@ def build(
         concurrency=1,
     )(process)
     return app, outlet
+
+
+def applied(partitions: Partitions, message: Any) -> bool:
+    """Whether the message is below its partition's position (applied, now or before): only
+    those are acked, so faust's commits (hints) never pass an event not applied."""
+    store = partitions.stores.get(message.partition)
+    return store is not None and message.offset < store.position
 
 
 async def apply_batch(app: ProcessorApp, partitions: Partitions, events: Sequence[Any]) -> None:
