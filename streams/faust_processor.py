@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -73,6 +74,11 @@ COMMIT_INTERVAL_S = 1.0
 #: Test hook (never set in production): the agent raises instead of applying its first N
 #: batches ("all": every batch), as a bug in the agent would.
 FAIL_BATCHES_ENV = "LINEAGE_TEST_FAIL_BATCHES"
+#: Test hook (never set in production): after the first partition of each batch is applied,
+#: the agent blocks this many seconds (as a long unit would), so a test can kill it or make
+#: the group rebalance mid-batch: some partitions applied, the others not, nothing acked.
+SLOW_BATCH_ENV = "LINEAGE_TEST_SLOW_BATCH_S"
+MID_BATCH_MARK = "test hook: mid-batch"
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,14 @@ class FailureHook:
         if self.always or self.remaining > 0:
             self.remaining -= 1
             raise RuntimeError(f"{FAIL_BATCHES_ENV}: the agent raises on a batch of {size}")
+
+
+def mid_batch_pause() -> None:
+    """``LINEAGE_TEST_SLOW_BATCH_S`` (tests only): block the event loop mid-batch."""
+    seconds = float(os.environ.get(SLOW_BATCH_ENV) or 0)
+    if seconds > 0:
+        log.warning("%s, blocking %.1fs", MID_BATCH_MARK, seconds)
+        time.sleep(seconds)
 
 
 class ProcessorApp(faust.App):
@@ -316,6 +330,7 @@ async def apply_batch(app: ProcessorApp, partitions: Partitions, events: Sequenc
             run, hole = contiguous(records, hole.offset)
         if run:
             partitions.handle(partition, run)
+            mid_batch_pause()
         if hole is not None:
             position = store.position
             app.holes[partition] = hole.offset

@@ -25,7 +25,7 @@ import pytest
 
 from lineage.events import Event
 from streams.consumer_group import processor_group_id
-from streams.faust_processor import FAIL_BATCHES_ENV
+from streams.faust_processor import FAIL_BATCHES_ENV, MID_BATCH_MARK, SLOW_BATCH_ENV
 from tests.integration.conftest import ROOT, Reference, open_pipeline
 from tests.integration.test_partitioned_pipeline import (
     SINK,
@@ -43,12 +43,28 @@ EXIT_TIMEOUT_S = 90.0
 class FaustScale(ScaleOut):
     def start_faulty(self, name: str, fault: str) -> subprocess.Popen[bytes]:
         """A faust processor whose agent raises on batches (``LINEAGE_TEST_FAIL_BATCHES``)."""
+        process = self.start_hooked(name, {FAIL_BATCHES_ENV: fault})
+        self.processes.pop(name)  # it is meant to exit: wait_done does not watch it
+        return process
+
+    def start_hooked(self, name: str, hooks: dict[str, str]) -> subprocess.Popen[bytes]:
         out = (self.pipe.logs / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            FAUST, cwd=ROOT, env={**self.pipe.env, FAIL_BATCHES_ENV: fault}, stdout=out, stderr=out
+            FAUST, cwd=ROOT, env={**self.pipe.env, **hooks}, stdout=out, stderr=out
         )
+        self.processes[name] = process
         self.pipe.workers.append(process)  # stopped by the fixture
         return process
+
+    def wait_mid_batch(self, name: str, times: int = 1) -> None:
+        """Until the processor's log shows it blocked mid-batch ``times`` times."""
+        path = self.pipe.logs / f"{name}.log"
+        deadline = time.monotonic() + EXIT_TIMEOUT_S
+        while path.read_text(errors="replace").count(MID_BATCH_MARK) < times:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} never reached the middle of a batch:\n"
+                            f"{self.pipe.worker_output()}")  # fmt: skip
+            time.sleep(0.1)
 
     def wait_exit(self, process: subprocess.Popen[bytes]) -> int:
         try:
@@ -130,13 +146,13 @@ def test_an_exception_the_agent_lets_out_stops_the_process_and_loses_nothing(
 def test_kill_9_mid_batch_then_restart_gives_the_reference_graph(
     scale: FaustScale, case_events: list[Event], reference: Reference
 ) -> None:
-    half = len(case_events) // 2
+    """SIGKILL while the agent is blocked mid-batch (a test hook, after applying one
+    partition's share: that one's position moved, the others' not, nothing acked)."""
     scale.start("sink", SINK)
-    scale.start("processor", FAUST)
-    scale.pipe.produce(case_events[:half])
-    time.sleep(6.0)  # faust's start and first rebalance, then batches being applied
-    scale.pipe.produce(case_events[half:])
-    time.sleep(0.5)
+    scale.pipe.produce(case_events[: len(case_events) // 2])
+    scale.start_hooked("processor", {SLOW_BATCH_ENV: "30"})
+    scale.wait_mid_batch("processor")
+    scale.pipe.produce(case_events[len(case_events) // 2 :])
     scale.kill("processor")
     scale.kill("sink")
     scale.start("processor", FAUST)
@@ -148,17 +164,20 @@ def test_kill_9_mid_batch_then_restart_gives_the_reference_graph(
 def test_a_rebalance_mid_batch_gives_the_reference_graph(
     scale: FaustScale, case_events: list[Event], reference: Reference
 ) -> None:
-    """1 -> 2 -> 1 faust processors while events stream in: partitions move with their state
-    (the state directory is shared here, as one host's disk), mid-batch each time."""
+    """1 -> 2 -> 1 faust processors while events stream in, each rebalance while the first
+    one is blocked mid-batch (a test hook): its revoked partitions close only once the batch
+    is done, the second processor waits for their stores (the state directory is shared here,
+    as one host's disk), then goes on from their positions."""
     third = len(case_events) // 3
     scale.start("sink", SINK)
-    scale.start("processor-a", FAUST)
+    scale.start_hooked("processor-a", {SLOW_BATCH_ENV: "3"})
     scale.pipe.produce(case_events[:third])
-    time.sleep(4.0)
-    scale.start("processor-b", FAUST)  # 1 -> 2: a's batches in hand when the group rebalances
+    scale.wait_mid_batch("processor-a")
+    scale.start("processor-b", FAUST)  # 1 -> 2 while a is mid-batch
     scale.pipe.produce(case_events[third : 2 * third])
-    time.sleep(6.0)
-    scale.stop("processor-a")  # 2 -> 1: a's partitions move to b
+    marks = (scale.pipe.logs / "processor-a.log").read_text().count(MID_BATCH_MARK)
+    scale.wait_mid_batch("processor-a", marks + 1)
+    scale.stop("processor-a")  # 2 -> 1 mid-batch: a's partitions move to b
     scale.pipe.produce(case_events[2 * third :])
     scale.wait_done()
     assert_reference(scale, reference)
