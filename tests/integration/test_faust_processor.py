@@ -26,6 +26,7 @@ import pytest
 from lineage.events import Event
 from streams.consumer_group import processor_group_id
 from streams.faust_processor import FAIL_BATCHES_ENV, MID_BATCH_MARK, SLOW_BATCH_ENV
+from streams.kafka_log import rewind_group
 from tests.integration.conftest import ROOT, Reference, open_pipeline
 from tests.integration.test_partitioned_pipeline import (
     SINK,
@@ -91,6 +92,25 @@ def test_a_faust_processor_and_a_sink_give_the_reference_graph(
     scale.start("processor", FAUST)
     scale.start("sink", SINK)
     scale.wait_done()
+    assert_reference(scale, reference)
+
+
+def test_faust_commits_decide_nothing(
+    scale: FaustScale, case_events: list[Event], reference: Reference
+) -> None:
+    """The group's offsets (faust's commits) rewound to 0 after a full run: the restarted
+    processor seeks to the stored positions; no change is produced again."""
+    scale.pipe.produce(case_events)
+    scale.start("processor", FAUST)
+    scale.start("sink", SINK)
+    scale.wait_done()
+    changes = len(scale.pipe.read_topic(scale.pipe.settings.changes_topic))
+    scale.stop("processor")
+    rewind_group(scale.pipe.settings, processor_group_id(scale.pipe.settings))
+    assert scale.committed() == 0
+    scale.start("processor", FAUST)
+    scale.wait_done()
+    assert len(scale.pipe.read_topic(scale.pipe.settings.changes_topic)) == changes
     assert_reference(scale, reference)
 
 
