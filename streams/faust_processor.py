@@ -79,6 +79,7 @@ FAIL_BATCHES_ENV = "LINEAGE_TEST_FAIL_BATCHES"
 #: the group rebalance mid-batch: some partitions applied, the others not, nothing acked.
 SLOW_BATCH_ENV = "LINEAGE_TEST_SLOW_BATCH_S"
 MID_BATCH_MARK = "test hook: mid-batch"
+SOUGHT = "sought to the stored positions"
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ class PositionConsumer(faust_aiokafka.Consumer):
             raise
         if positions:
             await self.seek_wait(positions)
-            log.info("sought to the stored positions %s", _positions_text(positions))
+            log.info("%s %s", SOUGHT, _positions_text(positions))
             # the positions as the group's offsets at once, for lag tools (hints): a
             # partition with nothing new to ack would keep a stale commit until it had
             await self._commit(positions)
@@ -318,6 +319,7 @@ async def apply_batch(app: ProcessorApp, partitions: Partitions, events: Sequenc
         record = record_of(event.message)
         by_partition.setdefault(record.partition, []).append(record)
     consumer = app.consumer
+    paused = False
     for partition, records in sorted(by_partition.items()):
         store = partitions.stores.get(partition)
         if store is None:
@@ -330,7 +332,9 @@ async def apply_batch(app: ProcessorApp, partitions: Partitions, events: Sequenc
             run, hole = contiguous(records, hole.offset)
         if run:
             partitions.handle(partition, run)
-            mid_batch_pause()
+            if not paused:
+                paused = True
+                mid_batch_pause()
         if hole is not None:
             position = store.position
             app.holes[partition] = hole.offset

@@ -25,7 +25,7 @@ import pytest
 
 from lineage.events import Event
 from streams.consumer_group import processor_group_id
-from streams.faust_processor import FAIL_BATCHES_ENV, MID_BATCH_MARK, SLOW_BATCH_ENV
+from streams.faust_processor import FAIL_BATCHES_ENV, MID_BATCH_MARK, SLOW_BATCH_ENV, SOUGHT
 from streams.kafka_log import rewind_group
 from tests.integration.conftest import ROOT, Reference, open_pipeline
 from tests.integration.test_partitioned_pipeline import (
@@ -59,11 +59,18 @@ class FaustScale(ScaleOut):
 
     def wait_mid_batch(self, name: str, times: int = 1) -> None:
         """Until the processor's log shows it blocked mid-batch ``times`` times."""
+        self.wait_logged(name, MID_BATCH_MARK, times)
+
+    def wait_logged(self, name: str, text: str, times: int) -> list[str]:
+        """Until ``text`` is on ``times`` lines of the processor's log; those lines."""
         path = self.pipe.logs / f"{name}.log"
         deadline = time.monotonic() + EXIT_TIMEOUT_S
-        while path.read_text(errors="replace").count(MID_BATCH_MARK) < times:
+        while True:
+            lines = [line for line in path.read_text(errors="replace").splitlines() if text in line]
+            if len(lines) >= times:
+                return lines
             if time.monotonic() > deadline:
-                pytest.fail(f"{name} never reached the middle of a batch:\n"
+                pytest.fail(f"{name} never logged {text!r} {times} times:\n"
                             f"{self.pipe.worker_output()}")  # fmt: skip
             time.sleep(0.1)
 
@@ -193,11 +200,16 @@ def test_a_rebalance_mid_batch_gives_the_reference_graph(
     scale.start_hooked("processor-a", {SLOW_BATCH_ENV: "3"})
     scale.pipe.produce(case_events[:third])
     scale.wait_mid_batch("processor-a")
-    scale.start("processor-b", FAUST)  # 1 -> 2 while a is mid-batch
-    scale.pipe.produce(case_events[third : 2 * third])
+    scale.start("processor-b", [*FAUST, "--loglevel", "info"])  # 1 -> 2 while a is mid-batch
+    b_sought = scale.wait_logged("processor-b", SOUGHT, 1)
     marks = (scale.pipe.logs / "processor-a.log").read_text().count(MID_BATCH_MARK)
+    scale.pipe.produce(case_events[third : 2 * third])
     scale.wait_mid_batch("processor-a", marks + 1)
     scale.stop("processor-a")  # 2 -> 1 mid-batch: a's partitions move to b
     scale.pipe.produce(case_events[2 * third :])
     scale.wait_done()
     assert_reference(scale, reference)
+    # b had a share of the partitions while a lived, then all of them
+    partitions = scale.pipe.settings.topic_partitions
+    assert 0 < b_sought[0].count("@") < partitions, b_sought
+    assert scale.wait_logged("processor-b", SOUGHT, 2)[-1].count("@") == partitions
