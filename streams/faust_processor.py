@@ -124,12 +124,16 @@ def contiguous(records: Iterable[Record], position: int) -> tuple[list[Record], 
 
 
 class FailureHook:
-    """``LINEAGE_TEST_FAIL_BATCHES`` (tests only): how many batches still raise."""
+    """``LINEAGE_TEST_FAIL_BATCHES`` (tests only): ``N`` raises on the first N batches,
+    ``all`` on every one, ``after:N`` on every batch after the first N (applied), ``uncaught``
+    lets an exception out of the agent."""
 
     def __init__(self, value: str | None) -> None:
-        self.always = value == "all"
+        value = value or ""
         self.uncaught = value == "uncaught"
-        self.remaining = 0 if self.always or self.uncaught or not value else int(value)
+        self.passing = int(value.removeprefix("after:")) if value.startswith("after:") else 0
+        self.always = value == "all" or value.startswith("after:")
+        self.remaining = int(value) if value.isdigit() else 0
 
     def escape(self, size: int) -> None:
         """``uncaught``: an exception the agent does not catch (faust's supervisor sees it)."""
@@ -137,6 +141,9 @@ class FailureHook:
             raise RuntimeError(f"{FAIL_BATCHES_ENV}: uncaught in the agent, a batch of {size}")
 
     def check(self, size: int) -> None:
+        if self.passing > 0:
+            self.passing -= 1
+            return
         if self.always or self.remaining > 0:
             self.remaining -= 1
             raise RuntimeError(f"{FAIL_BATCHES_ENV}: the agent raises on a batch of {size}")

@@ -153,6 +153,29 @@ def test_an_agent_raising_on_every_batch_commits_no_progress(
     assert_reference(scale, reference)
 
 
+def test_an_agent_raising_after_applying_a_batch_loses_nothing(
+    scale: FaustScale, case_events: list[Event], reference: Reference
+) -> None:
+    """The agent applies its first batch, then raises on every later one (``after:1``):
+    the restart re-applies nothing of the first batch and applies the rest."""
+    half = len(case_events) // 2
+    scale.start("sink", SINK)
+    scale.pipe.produce(case_events[:half])
+    faulty = scale.start_faulty("processor-faulty", "after:1")
+    deadline = time.monotonic() + EXIT_TIMEOUT_S
+    while scale.committed() == 0 and faulty.poll() is None:  # the first batch's acks
+        assert time.monotonic() < deadline, scale.pipe.worker_output()
+        time.sleep(0.2)
+    scale.pipe.produce(case_events[half:])
+    assert scale.wait_exit(faulty) != 0
+    settings = scale.pipe.settings
+    done, total = scale.lag(processor_group_id(settings), settings.events_topic)
+    assert 0 < done < total  # the first batch applied and acked, the failed one not
+    scale.start("processor", FAUST)
+    scale.wait_done()
+    assert_reference(scale, reference)
+
+
 def test_an_exception_the_agent_lets_out_stops_the_process_and_loses_nothing(
     scale: FaustScale, case_events: list[Event], reference: Reference
 ) -> None:

@@ -81,6 +81,12 @@ def test_the_failure_hook_raises_on_the_first_batches_or_every_one() -> None:
     for _ in range(3):
         with pytest.raises(RuntimeError):
             always.check(5)
+    after = FailureHook("after:2")
+    after.check(5)
+    after.check(5)
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            after.check(5)
     FailureHook(None).check(5)
     FailureHook(None).escape(5)
     with pytest.raises(RuntimeError):
