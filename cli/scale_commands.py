@@ -7,6 +7,7 @@ Registered on the main app with :func:`register`; see docs/scale.md.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,12 @@ import typer
 from cli.kafka_commands import MetricsPort, serve_metrics
 from cli.output import fail
 from lineage.errors import ConfigurationError, LineageError
+
+
+class Engine(StrEnum):
+    kafka = "kafka"
+    faust = "faust"
+
 
 LogLevel = Annotated[str, typer.Option("--loglevel", help="log level: debug, info, warn, error")]
 
@@ -29,6 +36,15 @@ def processor(
     ] = None,
     loglevel: LogLevel = "warn",
     metrics_port: MetricsPort = 0,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="the consumer that drives the partitions: kafka (a kafka-python loop) or "
+            "faust (a faust-streaming agent); either way each partition's stored position "
+            "decides what was applied",
+        ),
+    ] = Engine.kafka,
 ) -> None:
     """Run a partitioned processor: the events topic's partitions it is assigned, each with
     its state on local disk; publishes alerts and the view's changes (until Ctrl-C)."""
@@ -50,7 +66,12 @@ def processor(
         policy = build_policy(settings)
         ensure_topics(settings)
         metrics = serve_metrics(metrics_port) if metrics_port else None
-        run_processor(settings, policy, loglevel, metrics)
+        if engine is Engine.faust:
+            from streams.faust_processor import run_faust_processor
+
+            run_faust_processor(settings, policy, loglevel, metrics)
+        else:
+            run_processor(settings, policy, loglevel, metrics)
     except LineageError as exc:
         raise fail(str(exc)) from None
 
