@@ -178,11 +178,11 @@ def _wait(settings: Settings, group: str, topic: str, what: str, joined: int = 0
 
 
 def _start(
-    command: str, settings: Settings, log: Path, cwd: Path = ROOT
+    command: str, settings: Settings, log: Path, cwd: Path = ROOT, *extra: str
 ) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", command, "--loglevel", "warn"],
+        [sys.executable, "-m", "cli.main", command, "--loglevel", "warn", *extra],
         cwd=cwd, env=_env(settings), stdout=out, stderr=out,
     )  # fmt: skip
 
@@ -221,6 +221,7 @@ def _variant(
     sink: bool,
     worker: bool = False,
     cwd: Path = ROOT,
+    engine: str = "kafka",
 ) -> tuple[dict[str, Any], Settings]:
     routing = "keyed" if worker else "partitioned"
     settings = _settings(f"bench-{uuid.uuid4().hex[:8]}", work / name, routing)
@@ -232,7 +233,7 @@ def _variant(
             running.append(_start("worker", settings, log, cwd))
             group, topic = projector_group_id(settings), settings.events_topic
         for _ in range(processors):
-            running.append(_start("processor", settings, log))
+            running.append(_start("processor", settings, log, ROOT, "--engine", engine))
             group, topic = processor_group_id(settings), settings.events_topic
         if processors:
             _wait(settings, group, topic, f"{name}: processors to join", joined=processors)
@@ -315,6 +316,42 @@ def _neo4j() -> Neo4jStore:
     )
 
 
+def _engines(events: list[Any], rounds: int) -> dict[str, Any]:
+    """The two engines of ``lineage processor`` on the same events, sink apart: 1 and 2
+    processors each, alternating kafka and faust within each round."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for round_ in range(rounds):
+            for processors in (1, 2):
+                for engine in ("kafka", "faust"):
+                    name = f"{engine}_{processors}"
+                    row, _ = _variant(
+                        f"{name}_{round_}", events, work, processors, False, engine=engine
+                    )
+                    runs.setdefault(name, []).append(row)
+    rates = {name: [r["events_per_s"] for r in rows] for name, rows in runs.items()}
+    return {
+        "events": len(events),
+        "runs": runs,
+        "events_per_s": rates,
+        "faust_vs_kafka": {
+            str(p): [
+                round(f / k, 3)
+                for f, k in zip(rates[f"faust_{p}"], rates[f"kafka_{p}"], strict=True)
+            ]
+            for p in (1, 2)
+        },
+        "two_vs_one": {
+            engine: [
+                round(t / o, 3)
+                for t, o in zip(rates[f"{engine}_2"], rates[f"{engine}_1"], strict=True)
+            ]
+            for engine in ("kafka", "faust")
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=20_000)
@@ -323,6 +360,12 @@ def main() -> None:
     parser.add_argument("--old", metavar="COMMIT", help="also that commit's `lineage worker`")
     parser.add_argument(
         "--recovery", type=int, metavar="USERS", help="only the recovery of USERS' partitions"
+    )
+    parser.add_argument(
+        "--engines",
+        type=int,
+        metavar="ROUNDS",
+        help="only 1 and 2 processors of each engine (kafka loop, faust agent), alternating",
     )
     args = parser.parse_args()
     if args.child:
@@ -334,6 +377,9 @@ def main() -> None:
             print(json.dumps(_recovery(args.recovery, Path(tmp)), indent=2))
         return
     events = _events(args.users)
+    if args.engines:
+        print(json.dumps(_engines(events, args.engines), indent=2))
+        return
     policy = default_policy(default_taxonomy())
     result: dict[str, Any] = {
         "users": args.users,
