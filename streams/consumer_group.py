@@ -4,7 +4,9 @@ faust no longer runs the worker: faust-streaming's ``take_events`` acks a batch 
 ``finally``, so a batch whose agent raised or was cancelled at shutdown was committed
 unapplied. The worker is now a kafka-python consumer loop with manual commits
 (:mod:`streams.projector`); what stays here is what its group is called and how fast a dead
-member is noticed.
+member is noticed. The partitioned processor can run under faust
+(:mod:`streams.faust_processor`): its offset of record is each partition's stored position,
+so faust's commits are only hints there.
 """
 
 from __future__ import annotations
