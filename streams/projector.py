@@ -360,8 +360,9 @@ def _broker_error(what: str, exc: Exception) -> StoreError:
 
 
 class KafkaOutlet:
-    """Alerts and dead letters through one kafka-python producer (acks from all in-sync
-    replicas, idempotent); each call flushes and waits for every record's ack. A dead letter
+    """Alerts and dead letters through a kafka-python producer (acks from all in-sync
+    replicas, idempotent; a new one after a failed send); each call flushes and waits for
+    every record's ack. A dead letter
     over ``DEADLETTER_MAX_BYTES`` is cut there (header ``truncated``: the original size), as
     :class:`streams.kafka_log.KafkaEventLog` does."""
 
