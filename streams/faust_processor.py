@@ -303,6 +303,9 @@ def build(
             for event in events:
                 if applied(partitions, event.message):
                     await stream.ack(event)
+            if isinstance(partitions.metrics, WorkerMetrics):
+                lag = behind_positions(app.consumer, settings.events_topic, partitions)
+                partitions.metrics.consumer_lag.set(lag)
 
     app.agent(
         topic,
@@ -311,6 +314,18 @@ def build(
         concurrency=1,
     )(process)
     return app, outlet
+
+
+def behind_positions(consumer: Any, topic: str, partitions: Partitions) -> int:
+    """The ``lineage_consumer_lag`` gauge: records the owned partitions hold past their stored
+    positions, as of the high watermarks of the last fetch (a local read; a partition not
+    fetched yet counts 0)."""
+    lag = 0
+    for partition, store in partitions.stores.items():
+        highwater = consumer.highwater(TP(topic, partition))
+        if highwater is not None:
+            lag += max(0, highwater - store.position)
+    return lag
 
 
 def applied(partitions: Partitions, message: Any) -> bool:

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from streams.faust_processor import FailureHook, Record, applied, contiguous, record_of
+from streams.faust_processor import (
+    FailureHook,
+    Record,
+    applied,
+    behind_positions,
+    contiguous,
+    record_of,
+)
 from streams.projector import part_header
 from streams.topics import PART_HEADER
 
@@ -100,3 +107,15 @@ def test_the_processor_command_offers_both_engines() -> None:
     assert result.exit_code == 0
     assert "--engine" in result.output
     assert "faust" in result.output
+
+
+def test_the_lag_gauge_counts_past_the_stored_positions() -> None:
+    """Highwater minus position per owned partition; one not fetched yet (None) counts 0."""
+    highwaters = {0: 120, 1: 40, 2: None}
+    consumer = SimpleNamespace(highwater=lambda tp: highwaters[tp.partition])
+    stores = {0: SimpleNamespace(position=100), 1: SimpleNamespace(position=40),
+              2: SimpleNamespace(position=7)}  # fmt: skip
+    partitions: Any = SimpleNamespace(stores=stores)
+    assert behind_positions(consumer, "events", partitions) == 20
+    stores[1] = SimpleNamespace(position=45)  # a position past the last fetch's watermark
+    assert behind_positions(consumer, "events", partitions) == 20
