@@ -25,25 +25,16 @@ import gc
 import json
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
+from bench.propagation import _events
 from lineage import propagation
 from lineage.events import Event
-from lineage.identifiers import Pseudonymizer
-from lineage.inbound import InboundParser
 from lineage.partition_state import PartitionState
 from lineage.ports import FirstRun, Request
-from lineage.reference_case import generate
 from lineage.tracker import Tracker
 from runtime.batching import EVENTS
 from runtime.wiring import default_policy, default_taxonomy
-
-
-def _events(users: int) -> list[Event]:
-    parser = InboundParser(Pseudonymizer(b"bench-key-0123456789abcdef"))
-    now = datetime.now(UTC)
-    return [parser.parse_record(r, now) for r in generate(users=users, seed=11).records]
 
 
 @dataclasses.dataclass

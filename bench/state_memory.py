@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from bench.shared_decisions import _events
+from bench.propagation import _events
 from lineage.partition_state import PartitionState
 from lineage.tracker import Tracker
 from runtime.batching import EVENTS

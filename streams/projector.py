@@ -362,9 +362,8 @@ def _broker_error(what: str, exc: Exception) -> StoreError:
 class KafkaOutlet:
     """Alerts and dead letters through a kafka-python producer (acks from all in-sync
     replicas, idempotent; a new one after a failed send); each call flushes and waits for
-    every record's ack. A dead letter
-    over ``DEADLETTER_MAX_BYTES`` is cut there (header ``truncated``: the original size), as
-    :class:`streams.kafka_log.KafkaEventLog` does."""
+    every record's ack. A dead letter over ``DEADLETTER_MAX_BYTES`` is cut there (header
+    ``truncated``: the original size), as :class:`streams.kafka_log.KafkaEventLog` does."""
 
     #: How long a send waits for its acks before it fails (and is retried by the caller).
     _timeout_s: float = PRODUCER_TIMEOUT_S
